@@ -1,0 +1,50 @@
+# keras-workstation: `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= /usr/bin/python3
+UV_VERSION    ?= 0.13.8
+VENV          := .venv
+PY            := $(VENV)/bin/python
+UV            ?= $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
+EXTRAS        ?= --extra jax
+export UV_PYTHON_DOWNLOADS := never
+
+LEVEL    ?= quick
+BASELINE ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint bench smoke-test clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+# --- Environment: everything installs from uv.lock ---------------------------
+.cache/uv/bin/uv:
+	@echo "uv not found on PATH: bootstrapping uv $(UV_VERSION) into .cache/uv"
+	$(PYTHON_SYSTEM) -m venv .cache/uv || { echo "error: need 'uv' or python3-venv (apt-get install python3-venv)" >&2; exit 2; }
+	.cache/uv/bin/pip install -q "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON_SYSTEM) $(EXTRAS) --group dev
+	@touch $@
+
+setup: $(VENV)/.synced ## Create .venv from uv.lock (hashes checked)
+
+# --- Checks --------------------------------------------------------------------
+test: setup ## Run the project's own tests (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff, ansible-lint, hadolint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/bench/bench.json
+	$(PY) -m benchmarks
+
+smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json)
+	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE))
+
+clean: ## Remove runs/, reports/ and caches (keeps .venv)
+	rm -rf runs reports .pytest_cache .ruff_cache
