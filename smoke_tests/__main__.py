@@ -1,0 +1,3 @@
+from smoke_tests.runner import main
+
+raise SystemExit(main())

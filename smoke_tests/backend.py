@@ -1,0 +1,214 @@
+"""The few framework operations the checks need, for the active Keras backend (tensorflow, jax, torch).
+
+Every timed function synchronizes the device before it returns, so wall-clock timing is honest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def name() -> str:
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def framework_version() -> str:
+    mod = __import__({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[name()])
+    return mod.__version__
+
+
+def gpu_devices() -> list[str]:
+    """The GPUs the active framework can use (empty on a CPU-only machine)."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        try:
+            return [str(d) for d in jax.devices("gpu")]
+        except RuntimeError:
+            return []
+    import torch
+
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+
+
+def build_info() -> dict[str, Any] | None:
+    """CUDA/cuDNN versions and GPU architectures the installed framework was built for, if it says."""
+    try:
+        import tensorflow as tf
+
+        info = tf.sysconfig.get_build_info()
+        if info.get("is_cuda_build"):
+            return {
+                "source": f"tensorflow {tf.__version__}",
+                "cuda_version": info.get("cuda_version"),
+                "cudnn_version": info.get("cudnn_version"),
+                "archs": list(info.get("cuda_compute_capabilities", [])),
+            }
+    except ImportError:
+        pass
+    if name() == "torch":
+        import torch
+
+        if torch.version.cuda:
+            return {
+                "source": f"torch {torch.__version__}",
+                "cuda_version": torch.version.cuda,
+                "cudnn_version": str(torch.backends.cudnn.version()),
+                "archs": torch.cuda.get_arch_list(),
+            }
+    return None
+
+
+def keras_device(kind: str) -> str:
+    return f"{kind}:0"
+
+
+def _operands(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+
+
+def matmul_numpy(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
+    """a @ b computed by the framework on ``device`` ("gpu" or "cpu") with its default precision."""
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.device(f"/{device.upper()}:0"):
+            return tf.linalg.matmul(tf.constant(a), tf.constant(b)).numpy()
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices(device)[0]
+        return np.asarray(jax.jit(lambda x, y: x @ y)(jax.device_put(a, dev), jax.device_put(b, dev)))
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    return (torch.from_numpy(a).to(dev) @ torch.from_numpy(b).to(dev)).cpu().numpy()
+
+
+def matmul_runner(n: int, precision: str, device: str, steps: int, seed: int = 0) -> Any:
+    """A callable that runs ``steps`` n x n matmuls in ``precision`` on ``device`` and synchronizes."""
+    a_np, b_np = _operands(n, seed)
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(precision == "tf32")
+        dtype = tf.bfloat16 if precision == "bf16" else tf.float32
+        with tf.device(f"/{device.upper()}:0"):
+            a, b = tf.cast(tf.constant(a_np), dtype), tf.cast(tf.constant(b_np), dtype)
+
+        def run() -> None:
+            with tf.device(f"/{device.upper()}:0"):
+                for _ in range(steps):
+                    c = tf.linalg.matmul(a, b)
+                float(c[0, 0].numpy())  # waits for the stream
+
+        return run
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        dev = jax.devices(device)[0]
+        dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
+        prec = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}[precision]
+        a, b = (jax.device_put(x, dev).astype(dtype) for x in (a_np, b_np))
+        mm = jax.jit(lambda x, y: jnp.matmul(x, y, precision=prec))
+
+        def run() -> None:
+            for _ in range(steps):
+                c = mm(a, b)
+            c.block_until_ready()
+
+        return run
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.from_numpy(x).to(dev, dtype) for x in (a_np, b_np))
+
+    def run() -> None:
+        for _ in range(steps):
+            c = a @ b
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        float(c[0, 0])
+
+    return run
+
+
+def h2d_runner(mib: int, steps: int) -> Any:
+    """A callable copying a ``mib`` MiB host buffer to GPU 0 ``steps`` times, synchronized."""
+    host = np.ones(mib * 2**20 // 4, dtype=np.float32)
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def run() -> None:
+            with tf.device("/GPU:0"):
+                for _ in range(steps):
+                    t = tf.identity(host)
+                float(t[0].numpy())
+
+        return run
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices("gpu")[0]
+
+        def run() -> None:
+            for _ in range(steps):
+                t = jax.device_put(host, dev)
+            t.block_until_ready()
+
+        return run
+    import torch
+
+    pinned = torch.from_numpy(host).pin_memory()
+
+    def run() -> None:
+        for _ in range(steps):
+            pinned.to("cuda", non_blocking=True)
+        torch.cuda.synchronize()
+
+    return run
+
+
+def xla_compile_and_run(device: str, seed: int = 0) -> tuple[float, float]:
+    """Compile a small function with XLA on ``device``; returns (xla result, plain result) to compare."""
+    x = np.random.default_rng(seed).standard_normal((64, 64), dtype=np.float32)
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        def f(t: Any) -> Any:
+            return tf.reduce_sum(tf.nn.relu(tf.linalg.matmul(t, t)) * 0.5)
+
+        with tf.device(f"/{device.upper()}:0"):
+            compiled = tf.function(f, jit_compile=True)
+            return float(compiled(tf.constant(x))), float(f(tf.constant(x)))
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def g(t: Any) -> Any:
+            return jnp.sum(jax.nn.relu(t @ t) * 0.5)
+
+        arg = jax.device_put(x, jax.devices(device)[0])
+        compiled = jax.jit(g).lower(arg).compile()
+        with jax.disable_jit():
+            plain = float(g(arg))
+        return float(compiled(arg)), plain
+    raise NotImplementedError("XLA compile check: n/a on the torch backend (it does not use XLA)")

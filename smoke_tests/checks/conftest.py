@@ -1,0 +1,79 @@
+"""Shared fixtures of the smoke checks: level settings, the NVML picture, the framework's GPUs, telemetry."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smoke_tests import backend, nvml
+from smoke_tests.plugin import CheckRecord, out_dir
+from smoke_tests.speed import check_not_throttled, level_settings, settings
+
+pytest_plugins = ["smoke_tests.plugin"]
+
+
+@pytest.fixture(scope="session")
+def level() -> dict[str, Any]:
+    return level_settings(os.environ.get("SMOKE_LEVEL", "quick"))
+
+
+@pytest.fixture(scope="session")
+def report_dir() -> Path:
+    path = out_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def system() -> dict[str, Any]:
+    return nvml.probe()
+
+
+@pytest.fixture(scope="session")
+def framework_gpus() -> list[str]:
+    return backend.gpu_devices()
+
+
+@pytest.fixture(scope="session")
+def device(system: dict[str, Any], framework_gpus: list[str]) -> str:
+    """Where the checks compute: "gpu" when the framework has one, else "cpu"."""
+    return "gpu" if framework_gpus else "cpu"
+
+
+@pytest.fixture
+def need_gpu(system: dict[str, Any], framework_gpus: list[str]) -> None:
+    if not framework_gpus:
+        reason = system.get("reason") or "the framework sees no GPU"
+        pytest.skip(f"n/a: no GPU ({reason})")
+
+
+@pytest.fixture(scope="session")
+def seed() -> int:
+    return int(os.environ.get("SMOKE_SEED", settings()["framework"]["seed"]))
+
+
+class Window:
+    samples: list[dict[str, Any]]
+
+
+@contextlib.contextmanager
+def timed_window(check: CheckRecord, label: str, gpu: bool) -> Iterator[Window]:
+    """Sample NVML telemetry during a timed window (GPU only); throttling makes the result invalid."""
+    window = Window()
+    window.samples = []
+    if not gpu:
+        yield window
+        return
+    with nvml.TelemetrySampler(interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
+        yield window
+    window.samples = sampler.samples
+    check.add_telemetry(label, sampler.samples)
+
+
+def after_window(window: Window, label: str) -> None:
+    check_not_throttled(window.samples, label)

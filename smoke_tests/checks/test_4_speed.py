@@ -1,0 +1,206 @@
+"""Speed checks: matmul TFLOP/s against the expected-values table, host-to-device bandwidth, and the MNIST
+stage-5 training ladder. Warm-up is excluded; each figure is the median of repeats, with its spread; NVML
+telemetry is sampled in every timed window and a window in which the GPU throttled is invalid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from smoke_tests import backend
+from smoke_tests.checks.conftest import timed_window
+from smoke_tests.plugin import CheckRecord
+from smoke_tests.speed import (
+    InvalidMeasurement,
+    expected_for,
+    judge,
+    pcie_theoretical_gbs,
+    summarize,
+    throttle_events,
+    time_repeats,
+)
+
+
+def _gpu0(system: dict[str, Any]) -> dict[str, Any]:
+    return system["gpus"][0] if system["gpus"] else {}
+
+
+@pytest.mark.parametrize("precision", backend.PRECISIONS)
+def test_matmul_tflops(
+    precision: str, check: CheckRecord, level: dict[str, Any], system: dict[str, Any], device: str, seed: int
+) -> None:
+    gpu = _gpu0(system)
+    if precision != "fp32":
+        if device != "gpu":
+            pytest.skip(f"n/a: no GPU ({precision} is measured on GPUs only)")
+        cc = tuple(int(x) for x in str(gpu.get("compute_capability", "0.0")).split("."))
+        if cc < (8, 0):
+            pytest.skip(
+                f"n/a: compute capability {gpu.get('compute_capability')} has no {precision} tensor cores"
+            )
+    n, steps, repeats = level["matmul_n"][device], level["matmul_steps"][device], level["repeats"]
+    run = backend.matmul_runner(n, precision, device, steps, seed)
+    with timed_window(check, f"matmul {precision}", device == "gpu") as window:
+        times = time_repeats(run, repeats)
+    stats = summarize([2 * n**3 * steps / t / 1e12 for t in times])
+    entry = expected_for(str(gpu.get("name", ""))) if device == "gpu" else None
+    expected = entry.get(f"expected_{precision}") if entry else None
+    ok, verdict = judge(stats["median"], expected, entry["derate"] if entry else 0.0)
+    check.figure(
+        f"{precision}_tflops",
+        stats["median"],
+        "TFLOP/s",
+        better="higher",
+        spread=stats["spread"],
+        n=n,
+        steps=steps,
+        repeats=repeats,
+        expected=expected,
+        basis=entry.get(f"basis_{precision}") if entry else None,
+    )
+    check.detail("verdict", f"{device}: {verdict}")
+    if device == "cpu":
+        check.detail("note", "CPU: reported only (no expected figure)")
+    if events := throttle_events(window.samples):
+        raise InvalidMeasurement(f"matmul {precision}: invalid, the GPU throttled ({', '.join(events)})")
+    assert ok, f"matmul {precision}: {verdict}"
+
+
+def test_host_to_device_bandwidth(
+    check: CheckRecord, need_gpu: None, level: dict[str, Any], system: dict[str, Any]
+) -> None:
+    mib, steps = level["h2d_mib"], level["h2d_steps"]
+    run = backend.h2d_runner(mib, steps)
+    with timed_window(check, "host-to-device copy", True) as window:
+        times = time_repeats(run, level["repeats"])
+    stats = summarize([mib * 2**20 * steps / t / 1e9 for t in times])
+    pcie = _gpu0(system).get("pcie", {})
+    link = pcie_theoretical_gbs(pcie.get("gen_max"), pcie.get("width_max"))
+    check.figure(
+        "h2d_gbs", stats["median"], "GB/s", better="higher", spread=stats["spread"], pcie_theoretical_gbs=link
+    )
+    check.detail("note", "reported only: depends on the slot and on pinned vs pageable host memory")
+    if events := throttle_events(window.samples):
+        raise InvalidMeasurement(f"host-to-device: invalid, the GPU throttled ({', '.join(events)})")
+
+
+# The ladder: each rung adds one change to the one before (cumulative), as in the codelab's advice.
+RUNGS = (
+    ("baseline", {}),
+    ("input pipeline", {"pipeline": True}),
+    ("larger batch", {"batch": 256}),
+    ("XLA", {"jit": True}),
+    ("mixed precision", {"mixed": True}),
+    ("steps_per_execution", {"spe": 16}),
+)
+
+
+def _ladder_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from smoke_tests.checks.test_3_workloads import data_dir
+    from workloads.data import load_idx_dir
+
+    path, _ = data_dir()
+    if path is not None:
+        ds = load_idx_dir(path)
+        return ds.x_train[:n], ds.y_train[:n].astype("int32")
+    rng = np.random.default_rng(seed)  # only speed matters here, not what the images show
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype("int32")
+
+
+def _rung_images_per_s(
+    cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, images: int, repeats: int, device: str, seed: int
+) -> list[float]:
+    import keras
+    from workloads.mnist import build_model
+
+    batch = cfg.get("batch", 64)
+    steps = max(2, images // batch)
+    mixed = "mixed_float16" if device == "gpu" else "mixed_bfloat16"
+    keras.config.set_dtype_policy(mixed if cfg.get("mixed") else "float32")
+    try:
+        with keras.device(backend.keras_device(device)):
+            keras.utils.set_random_seed(seed)
+            model = build_model(5)
+            model.compile(
+                optimizer="adam",
+                loss="sparse_categorical_crossentropy",
+                jit_compile=bool(cfg.get("jit")),
+                steps_per_execution=cfg.get("spe", 1),
+            )
+            xs = (x.astype("float32") / 255.0)[..., None]
+            if cfg.get("pipeline") and _has_tf():
+                import tensorflow as tf
+
+                data = (
+                    tf.data.Dataset.from_tensor_slices((x[..., None], y))
+                    .repeat()
+                    .map(
+                        lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE
+                    )
+                    .batch(batch, drop_remainder=True)
+                    .prefetch(tf.data.AUTOTUNE)
+                )
+                fit = lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # noqa: E731
+            else:
+                reps = -(-steps * batch // len(xs))
+                xr, yr = (
+                    np.concatenate([xs] * reps)[: steps * batch],
+                    np.concatenate([y] * reps)[: steps * batch],
+                )
+                fit = lambda: model.fit(xr, yr, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # noqa: E731
+            times = time_repeats(fit, repeats)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    return [steps * batch / t for t in times]
+
+
+def _has_tf() -> bool:
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str, seed: int) -> None:
+    repeats = level["repeats"]
+    x, y = _ladder_data(level["ladder_train_images"], seed)
+    images = level["ladder_images"][device]
+    cfg: dict[str, Any] = {}
+    ladder, invalid = [], []
+    cpu_baseline = None
+    if device == "gpu":
+        cpu_baseline = summarize(
+            _rung_images_per_s({}, x, y, level["ladder_images"]["cpu"], repeats, "cpu", seed)
+        )
+    for label, change in RUNGS:
+        cfg = {**cfg, **change}
+        with timed_window(check, f"ladder: {label}", device == "gpu") as window:
+            stats = summarize(_rung_images_per_s(cfg, x, y, images, repeats, device, seed))
+        events = throttle_events(window.samples)
+        if events:
+            invalid.append(f"{label} ({', '.join(events)})")
+        ratio = stats["median"] / cpu_baseline["median"] if cpu_baseline else None
+        ladder.append(
+            {
+                "rung": label,
+                "images_per_s": stats["median"],
+                "spread": stats["spread"],
+                "gpu_cpu_ratio": ratio,
+                "valid": not events,
+            }
+        )
+        check.figure(f"ladder {label}", stats["median"], "images/s", better="higher", spread=stats["spread"])
+    check.detail("ladder", ladder)
+    check.detail("device", device)
+    check.detail("pipeline", "tf.data" if _has_tf() else "NumPy arrays (tf.data needs TensorFlow)")
+    if cpu_baseline:
+        check.figure("cpu_baseline", cpu_baseline["median"], "images/s")
+    from smoke_tests.report import ladder_chart
+
+    check.plot(ladder_chart(ladder, check.out_dir / "ladder.png", device))
+    if invalid:
+        raise InvalidMeasurement("ladder rungs measured while the GPU throttled: " + "; ".join(invalid))

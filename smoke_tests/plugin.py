@@ -1,0 +1,140 @@
+"""pytest plugin of the smoke suite: gives checks a ``check`` record and writes one JSON line per check.
+
+The runner loads it with ``-p smoke_tests.plugin``; results go to $SMOKE_RESULTS as they happen, so a
+crash or a hang of one check never loses the results of the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smoke_tests.speed import InvalidMeasurement
+
+_KEY = pytest.StashKey["CheckRecord"]()
+
+
+class CheckRecord:
+    """What a check reports besides pass/fail: figures, details, plots, telemetry, warnings."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.figures: dict[str, dict[str, Any]] = {}
+        self.details: dict[str, Any] = {}
+        self.plots: list[str] = []
+        self.telemetry: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+
+    def figure(self, name: str, value: float, unit: str, better: str | None = None, **extra: Any) -> None:
+        """A number for the report; ``better`` ("higher"/"lower") makes it comparable with a baseline."""
+        self.figures[name] = {"value": value, "unit": unit, "better": better, **extra}
+
+    def detail(self, key: str, value: Any) -> None:
+        self.details[key] = value
+
+    def plot(self, path: Path) -> None:
+        self.plots.append(os.path.relpath(path, self.out_dir))
+
+    def add_telemetry(self, label: str, samples: list[dict[str, Any]]) -> None:
+        self.telemetry.append({"label": label, "samples": samples})
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "figures": self.figures,
+            "details": self.details,
+            "plots": self.plots,
+            "telemetry": self.telemetry,
+            "warnings": self.warnings,
+        }
+
+
+def out_dir() -> Path:
+    return Path(os.environ.get("SMOKE_OUT", "reports/smoke/adhoc")).resolve()
+
+
+@pytest.fixture
+def check(request: pytest.FixtureRequest) -> CheckRecord:
+    record = CheckRecord(out_dir())
+    request.node.stash[_KEY] = record
+    return record
+
+
+def _message(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.strip()
+    return str(report.longrepr or "").strip().splitlines()[-1] if report.longrepr else ""
+
+
+def _status(report: pytest.TestReport, call: pytest.CallInfo[Any] | None) -> str:
+    if report.skipped:
+        return "skipped"
+    if report.failed:
+        if call is not None and call.excinfo is not None and call.excinfo.errisinstance(InvalidMeasurement):
+            return "invalid"
+        return "failed" if report.when == "call" else "error"
+    return "passed"
+
+
+def _progress(line: dict[str, Any]) -> None:
+    # pytest captures fds 1 and 2, so progress goes to a pipe the runner hands over ($SMOKE_PROGRESS_FD).
+    fd = os.environ.get("SMOKE_PROGRESS_FD")
+    note = f": {line['message'][:90]}" if line["message"] else ""
+    text = f"  {line['status'].upper():8} {line['category']}/{line['name']} ({line['duration_s']} s){note}\n"
+    if fd:
+        with contextlib.suppress(OSError):  # the runner went away: progress is optional
+            os.write(int(fd), text.encode())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> pytest.TestReport:
+    report = yield
+    # One line per check: at the call phase, or at setup when setup failed or skipped.
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        record = item.stash.get(_KEY, None)
+        status = _status(report, call)
+        line = {
+            "id": item.nodeid,
+            "name": item.name.removeprefix("test_"),
+            "category": Path(str(item.path)).stem.removeprefix("test_").split("_", 1)[-1],
+            "status": status,
+            "duration_s": round(report.duration, 2),
+            "message": "" if status == "passed" else _message(report),
+            **(record.as_dict() if record else {}),
+        }
+        results = os.environ.get("SMOKE_RESULTS")
+        if results:
+            with open(results, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line, default=str) + "\n")
+        _progress(line)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # The fingerprint is taken here, where the framework is already imported; the runner reads the file.
+    if not os.environ.get("SMOKE_RESULTS"):
+        return
+    from workloads.fingerprint import environment_fingerprint
+
+    try:
+        (out_dir() / "fingerprint.json").write_text(json.dumps(environment_fingerprint(), default=str))
+    except Exception as err:  # the runner takes the fingerprint itself then
+        _progress(
+            {
+                "status": "note",
+                "category": "suite",
+                "name": "fingerprint",
+                "duration_s": 0,
+                "message": f"fingerprint failed in the check process: {err}",
+            }
+        )

@@ -1,0 +1,272 @@
+"""The smoke-test report: report.json, report.html, the terminal summary, and the baseline comparison."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+STATUS_ORDER = ("failed", "error", "invalid", "passed", "skipped")
+NOT_PASSED = {"failed", "error", "invalid"}
+
+
+# --- verdict ------------------------------------------------------------------------------------------------
+def counts(checks: list[dict[str, Any]]) -> dict[str, int]:
+    out = dict.fromkeys(STATUS_ORDER, 0)
+    for c in checks:
+        out[c["status"]] = out.get(c["status"], 0) + 1
+    return out
+
+
+def verdict(checks: list[dict[str, Any]], comparison: dict[str, Any] | None = None) -> str:
+    """PASSED when no check failed, errored or was invalid (and no regression against the baseline)."""
+    if not checks:
+        return "NOT RUN"
+    if any(c["status"] in NOT_PASSED for c in checks):
+        return "FAILED"
+    if comparison and comparison.get("regressions"):
+        return "FAILED"
+    return "PASSED"
+
+
+# --- baseline -----------------------------------------------------------------------------------------------
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Fingerprint fields that differ, grouped by part (packages, gpus, build, ...)."""
+    a, b = _flatten(old or {}), _flatten(new or {})
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            part = key.split(".", 1)[0].split("[", 1)[0]
+            parts.setdefault(part, []).append({"field": key, "baseline": a.get(key), "now": b.get(key)})
+    return parts
+
+
+def compare(baseline: dict[str, Any], report: dict[str, Any], tolerance: float) -> dict[str, Any]:
+    """Regressions against an earlier report: checks that passed and now do not, and figures worse than
+    ``tolerance`` (a fraction) in their "better" direction; plus which parts of the fingerprint changed."""
+    old = {c["id"]: c for c in baseline.get("checks", [])}
+    regressions, improvements, compared = [], [], 0
+    for check in report["checks"]:
+        before = old.get(check["id"])
+        if before is None:
+            continue
+        if before["status"] == "passed" and check["status"] in NOT_PASSED:
+            regressions.append({"check": check["id"], "what": f"was passed, now {check['status']}"})
+        for name, fig in check.get("figures", {}).items():
+            prev = before.get("figures", {}).get(name)
+            better = fig.get("better")
+            if not prev or better not in ("higher", "lower") or not prev.get("value"):
+                continue
+            compared += 1
+            change = (fig["value"] - prev["value"]) / abs(prev["value"])
+            worse = -change if better == "higher" else change
+            entry = {
+                "check": check["id"],
+                "figure": name,
+                "baseline": prev["value"],
+                "now": fig["value"],
+                "change": round(change, 4),
+                "unit": fig.get("unit", ""),
+            }
+            if worse > tolerance:
+                regressions.append({**entry, "what": f"{name} {change:+.1%} (tolerance {tolerance:.0%})"})
+            elif -worse > tolerance:
+                improvements.append(entry)
+    diff = fingerprint_diff(baseline.get("fingerprint", {}), report.get("fingerprint", {}))
+    return {
+        "baseline_created": baseline.get("created"),
+        "tolerance": tolerance,
+        "figures_compared": compared,
+        "regressions": regressions,
+        "improvements": improvements,
+        "fingerprint_changed": sorted(diff),
+        "fingerprint_diff": diff,
+    }
+
+
+# --- charts -------------------------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def ladder_chart(ladder: list[dict[str, Any]], path: Path, device: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels = [r["rung"] for r in ladder]
+    values = [r["images_per_s"] for r in ladder]
+    colors = ["#2a7" if r["valid"] else "#c33" for r in ladder]
+    ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    for i, r in enumerate(ladder[::-1]):
+        note = f" x{r['gpu_cpu_ratio']:.1f} vs CPU" if r.get("gpu_cpu_ratio") else ""
+        ax.text(r["images_per_s"], i, f" {r['images_per_s']:.0f}{note}", va="center", fontsize=8)
+    ax.set_xlabel(f"training images/s ({device}; cumulative rungs, red = throttled)")
+    ax.set_title("MNIST stage 5 training speed ladder")
+    ax.set_xlim(0, max(values) * 1.35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def telemetry_chart(checks: list[dict[str, Any]], path: Path) -> Path | None:
+    series = [(c["name"], w) for c in checks for w in c.get("telemetry", []) if w.get("samples")]
+    if not series:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(4, 1, figsize=(8, 7), sharex=True)
+    offset = 0.0
+    for _, window in series:
+        t = [offset + s["t"] for s in window["samples"]]
+        for ax, key in zip(axes, ("util_pct", "sm_mhz", "power_w", "temperature_c"), strict=True):
+            ax.plot(t, [s[key] if isinstance(s[key], int | float) else None for s in window["samples"]], lw=1)
+        axes[0].text(offset, 102, window["label"], fontsize=6, rotation=30)
+        offset = (t[-1] if t else offset) + 0.5
+    for ax, label in zip(axes, ("utilization %", "SM clock MHz", "power W", "temperature C"), strict=True):
+        ax.set_ylabel(label, fontsize=8)
+    axes[-1].set_xlabel("seconds inside timed windows (concatenated)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+# --- HTML ---------------------------------------------------------------------------------------------------
+_CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border-collapse:collapse;width:100%}
+td,th{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top;text-align:left}
+.passed{background:#dfd}.failed,.error,.invalid{background:#fdd}.skipped{background:#eee}
+.banner{padding:.6em;font-weight:bold;font-size:1.2em}.warn{background:#ffc;padding:.5em;font-weight:bold}
+img{max-width:100%;border:1px solid #ddd;margin:4px 0}code,pre{font-size:12px}"""
+
+
+def _img(report_dir: Path, rel: str) -> str:
+    data = base64.b64encode((report_dir / rel).read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(rel)}" src="data:image/png;base64,{data}"><figcaption>'
+        f"{html.escape(rel)}</figcaption></figure>"
+    )
+
+
+def _figures_text(check: dict[str, Any]) -> str:
+    parts = []
+    for name, fig in check.get("figures", {}).items():
+        value = fig["value"]
+        shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+        spread = f" ±{fig['spread']:.0%}" if isinstance(fig.get("spread"), float) else ""
+        parts.append(f"{html.escape(name)}: {shown} {html.escape(str(fig.get('unit', '')))}{spread}")
+    return "<br>".join(parts)
+
+
+def render_html(report: dict[str, Any], report_dir: Path) -> str:
+    esc = html.escape
+    gpu = report["gpu"]
+    rows = []
+    for c in report["checks"]:
+        note = esc(c.get("message") or c.get("details", {}).get("verdict", "") or "")
+        warns = "".join(f"<br>⚠ {esc(w)}" for w in c.get("warnings", []))
+        rows.append(
+            f'<tr class="{c["status"]}"><td>{esc(c["category"])}</td><td>{esc(c["name"])}</td>'
+            f"<td>{c['status']}</td><td>{c['duration_s']}</td><td>{_figures_text(c)}</td><td>{note}{warns}</td></tr>"
+        )
+    plots = [
+        _img(report_dir, p)
+        for c in report["checks"]
+        for p in c.get("plots", [])
+        if (report_dir / p).is_file()
+    ]
+    extra = [_img(report_dir, p) for p in report.get("charts", []) if (report_dir / p).is_file()]
+    comparison = report.get("comparison")
+    comp_html = ""
+    if comparison:
+        regs = "".join(f"<li>{esc(r['check'])}: {esc(r['what'])}</li>" for r in comparison["regressions"])
+        changed = ", ".join(comparison["fingerprint_changed"]) or "none"
+        comp_html = (
+            f"<h2>Against the baseline ({esc(str(comparison['baseline_created']))})</h2>"
+            f"<p>Tolerance {comparison['tolerance']:.0%}; {comparison['figures_compared']} figures "
+            f"compared.</p><p>Regressions:</p><ul>{regs or '<li>none</li>'}</ul>"
+            f"<p>Fingerprint parts that differ: {esc(changed)}</p>"
+        )
+    no_gpu = "" if gpu["available"] else f'<p class="warn">No NVIDIA GPU found: {esc(str(gpu["reason"]))}</p>'
+    color = "#2a7" if report["verdict"] == "PASSED" else "#c33"
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>Smoke test {esc(report["created"])}: {report["verdict"]}</title><style>{_CSS}</style></head><body>
+<h1>keras-workstation smoke test</h1>
+<div class="banner" id="verdict" style="color:#fff;background:{color}">{report["verdict"]} ·
+level {esc(report["level"])} · backend {esc(report["backend"])} · {report["duration_s"]} s ·
+{esc(report["created"])}</div>
+{no_gpu}
+<h2>Checks</h2>
+<table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
+<th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+{comp_html}
+<h2>Plots</h2>{"".join(plots + extra) or "<p>none</p>"}
+<h2>Environment fingerprint</h2><pre>{esc(json.dumps(report["fingerprint"], indent=1, default=str))}</pre>
+</body></html>"""
+
+
+# --- terminal -----------------------------------------------------------------------------------------------
+def summary_text(report: dict[str, Any], report_dir: Path) -> str:
+    """The one-screen summary: verdict, GPU state, counts, failures, headline figures, where the files are."""
+    lines = ["", "=" * 78]
+    c = report["counts"]
+    lines.append(
+        f"SMOKE TEST {report['verdict']}  ({report['level']}, backend {report['backend']}, "
+        f"{report['duration_s']} s)"
+    )
+    lines.append("  " + ", ".join(f"{v} {k}" for k, v in c.items() if v))
+    gpu = report["gpu"]
+    if not gpu["available"]:
+        lines.append(f"  !! no NVIDIA GPU found: {gpu['reason']}")
+        lines.append(
+            "  !! everything that can run ran on the CPU"
+            + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
+        )
+    else:
+        names = ", ".join(g["name"] for g in gpu["gpus"])
+        lines.append(
+            f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
+        )
+    for check in report["checks"]:
+        if check["status"] in NOT_PASSED:
+            lines.append(
+                f"  {check['status'].upper():8} {check['category']}/{check['name']}: "
+                f"{(check.get('message') or '')[:110]}"
+            )
+    for check in report["checks"]:
+        for name, fig in check.get("figures", {}).items():
+            if fig.get("better") == "higher" and check["category"] in ("speed", "workloads"):
+                lines.append(
+                    f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}"
+                )
+    comparison = report.get("comparison")
+    if comparison:
+        lines.append(
+            f"  baseline: {len(comparison['regressions'])} regression(s) beyond "
+            f"{comparison['tolerance']:.0%}; fingerprint changed: "
+            f"{', '.join(comparison['fingerprint_changed']) or 'no'}"
+        )
+        lines += [f"    - {r['check']}: {r['what']}" for r in comparison["regressions"][:5]]
+    lines.append(f"  report: {report_dir / 'report.html'}")
+    lines.append("=" * 78)
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""`python -m smoke_tests`: run the smoke checks with pytest in a child process, then write the report.
+
+The checks run in a child so that a crash (a segfault in a CUDA library) or a hang past the suite's time
+limit still leaves a report. Exit codes: 0 all passed, 1 a check failed, 2 the suite could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from smoke_tests import nvml, report
+from smoke_tests.speed import level_settings, settings
+
+CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
+
+
+class UsageError(Exception):
+    """Bad input: one line to the user, exit 2."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m smoke_tests", description=__doc__.splitlines()[0])
+    p.add_argument("--level", default="quick", help="quick (default, ~3 min on 2 CPU cores) or full")
+    p.add_argument("--out", type=Path, help="report folder (default reports/smoke/<timestamp>/)")
+    p.add_argument("--baseline", type=Path, help="an earlier report.json of this machine to compare with")
+    p.add_argument(
+        "--data", type=Path, help="MNIST IDX folder for the workloads (default: Debian Fashion-MNIST)"
+    )
+    p.add_argument(
+        "--require-gpu",
+        action="store_true",
+        default=None,
+        help="fail when no NVIDIA GPU is found (also REQUIRE_GPU=1)",
+    )
+    p.add_argument("-k", dest="select", help="only checks matching this pytest -k expression")
+    return p.parse_args(argv)
+
+
+def _load_baseline(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
+    except ValueError as err:
+        raise UsageError(f"--baseline {path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or "checks" not in data:
+        raise UsageError(f"--baseline {path}: not a smoke-test report.json (no 'checks')")
+    return data
+
+
+def _out_dir(arg: Path | None) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = arg or Path(settings()["report"]["root"]) / stamp
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").write_text("ok")
+        (out / ".write-test").unlink()
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    return out.resolve()
+
+
+def _relay(fd: int) -> threading.Thread:
+    def pump() -> None:
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            for line in iter(pipe.readline, b""):
+                sys.stdout.write(line.decode(errors="replace"))
+                sys.stdout.flush()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_checks(out: Path, level: str, args: argparse.Namespace, require_gpu: bool) -> tuple[int | None, str]:
+    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note)."""
+    limits = level_settings(level)
+    results = out / "results.jsonl"
+    results.unlink(missing_ok=True)
+    read_fd, write_fd = os.pipe()
+    env = {
+        **os.environ,
+        "SMOKE_OUT": str(out),
+        "SMOKE_LEVEL": level,
+        "SMOKE_RESULTS": str(results),
+        "SMOKE_PROGRESS_FD": str(write_fd),
+        "REQUIRE_GPU": "1" if require_gpu else "",
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(CHECKS_DIR.parent.parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    if args.data:
+        env["SMOKE_DATA"] = str(args.data.resolve())
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *(str(CHECKS_DIR / f) for f in CHECK_FILES),
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "smoke_tests.plugin",
+        "--rootdir",
+        str(CHECKS_DIR),
+        "-o",
+        "addopts=",
+        "-o",
+        "testpaths=",
+        f"--junitxml={out / 'junit.xml'}",
+        "-o",
+        "junit_family=xunit2",
+        f"--timeout={limits['check_timeout_s']}",
+        "-q",
+        "--no-header",
+        "-rN",
+    ]
+    if args.select:
+        cmd += ["-k", args.select]
+    relay = _relay(read_fd)
+    with (out / "pytest.log").open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,))
+        os.close(write_fd)
+        try:
+            code: int | None = proc.wait(timeout=limits["suite_timeout_s"])
+            note = ""
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code, note = None, f"the suite passed its {limits['suite_timeout_s']} s limit and was stopped"
+    relay.join(timeout=5)
+    if code is not None and code < 0:
+        code, note = None, f"the check process died (signal {-code}); see pytest.log"
+    return code, note
+
+
+def read_results(out: Path) -> list[dict[str, Any]]:
+    path = out / "results.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def fingerprint(out: Path, level: str, require_gpu: bool) -> dict[str, Any]:
+    """The workloads' environment fingerprint (taken in the check process), plus this run's settings."""
+    try:
+        fp = json.loads((out / "fingerprint.json").read_text())
+    except (OSError, ValueError):
+        from workloads.fingerprint import environment_fingerprint
+
+        fp = environment_fingerprint()
+    fp["smoke_settings"] = {
+        "level": level,
+        "require_gpu": require_gpu,
+        **level_settings(level),
+        "seed": int(os.environ.get("SMOKE_SEED", settings()["framework"]["seed"])),
+    }
+    return fp
+
+
+def build_report(
+    out: Path,
+    level: str,
+    checks: list[dict[str, Any]],
+    system: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    require_gpu: bool,
+    started: float,
+) -> dict[str, Any]:
+    from smoke_tests import backend
+
+    data: dict[str, Any] = {
+        "schema_version": report.SCHEMA_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "level": level,
+        "backend": backend.name(),
+        "require_gpu": require_gpu,
+        "gpu": system,
+        "checks": checks,
+        "counts": report.counts(checks),
+        "fingerprint": fingerprint(out, level, require_gpu),
+        "charts": [],
+    }
+    chart = report.telemetry_chart(checks, out / "telemetry.png")
+    if chart:
+        data["charts"].append(chart.name)
+    if baseline is not None:
+        data["comparison"] = report.compare(baseline, data, settings()["report"]["baseline_tolerance"])
+    data["verdict"] = report.verdict(checks, data.get("comparison"))
+    data["duration_s"] = round(time.perf_counter() - started, 1)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parse_args(argv)
+    try:
+        level_settings(args.level)
+    except ValueError as err:
+        print(f"smoke_tests: error: {err}", file=sys.stderr)
+        return 2
+    require_gpu = bool(args.require_gpu) or os.environ.get("REQUIRE_GPU", "") not in ("", "0", "false", "no")
+    try:
+        baseline = _load_baseline(args.baseline)
+        if args.data and not args.data.is_dir():
+            raise UsageError(f"--data {args.data}: no such folder")
+        out = _out_dir(args.out)
+    except UsageError as err:
+        print(f"smoke_tests: error: {err}", file=sys.stderr)
+        return 2
+    system = nvml.probe()
+    print(f"smoke tests ({args.level}) -> {out}")
+    if not system["available"]:
+        print(f"  note: no NVIDIA GPU found ({system['reason']}); running on the CPU")
+    code, note = run_checks(out, args.level, args, require_gpu)
+    checks = read_results(out)
+    if note:
+        checks.append(
+            {
+                "id": "suite",
+                "name": "suite",
+                "category": "suite",
+                "status": "error",
+                "duration_s": 0,
+                "message": note,
+            }
+        )
+    if code in (2, 3, 4) or (code == 5 and not args.select):
+        print(
+            f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
+            file=sys.stderr,
+        )
+        return 2
+    data = build_report(out, args.level, checks, system, baseline, require_gpu, started)
+    (out / "report.json").write_text(json.dumps(data, indent=1, default=str))
+    (out / "report.html").write_text(report.render_html(data, out))
+    print(report.summary_text(data, out))
+    return 0 if data["verdict"] == "PASSED" else 1

@@ -1,0 +1,116 @@
+"""Measurement rules of the speed checks: statistics, the throttle rule, the expected-values table."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tomllib
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+class InvalidMeasurement(AssertionError):
+    """A timed window that cannot be trusted (the GPU throttled): reported as invalid, never as passed."""
+
+
+@cache
+def settings() -> dict[str, Any]:
+    return tomllib.loads((HERE / "settings.toml").read_text())
+
+
+@cache
+def expected_table() -> dict[str, Any]:
+    return tomllib.loads((HERE / "expected_gpus.toml").read_text())
+
+
+def level_settings(level: str) -> dict[str, Any]:
+    levels = settings()["levels"]
+    if level not in levels:
+        raise ValueError(f"unknown level {level!r} (choose from {', '.join(levels)})")
+    return levels[level]
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Median and spread of repeated measurements (spread = (max - min) / median)."""
+    if not values:
+        raise ValueError("no measurements")
+    median = statistics.median(values)
+    return {
+        "median": median,
+        "min": min(values),
+        "max": max(values),
+        "spread": (max(values) - min(values)) / median if median else 0.0,
+        "n": len(values),
+    }
+
+
+def time_repeats(run: Callable[[], None], repeats: int, warmup: int = 1) -> list[float]:
+    """Wall seconds of ``run`` per repeat, after ``warmup`` untimed calls; ``run`` must synchronize."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throttle_events(samples: list[dict[str, Any]], invalidating: list[str] | None = None) -> list[str]:
+    """Invalidating clock-event reasons seen in any telemetry sample of a timed window."""
+    bad = set(invalidating if invalidating is not None else settings()["throttle"]["invalidating"])
+    seen: set[str] = set()
+    for sample in samples:
+        reasons = sample.get("clock_events")
+        if isinstance(reasons, list):
+            seen.update(r for r in reasons if r in bad)
+    return sorted(seen)
+
+
+def check_not_throttled(samples: list[dict[str, Any]], label: str) -> None:
+    events = throttle_events(samples)
+    if events:
+        raise InvalidMeasurement(
+            f"{label}: invalid, the GPU throttled during the timed window ({', '.join(events)})"
+        )
+
+
+def expected_for(gpu_name: str, table: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The expected-speed entry for an NVML device name, with ``expected_<precision>`` filled in."""
+    table = table if table is not None else expected_table()
+    for key, entry in table["gpus"].items():
+        if any(m in gpu_name for m in entry["match"]):
+            out = {"model": key, "derate": table["derate"], **entry}
+            for precision, efficiency in table["efficiency"].items():
+                measured = entry.get(f"measured_{precision}")
+                peak = entry.get(f"peak_{precision}")
+                if measured is not None:
+                    out[f"expected_{precision}"], out[f"basis_{precision}"] = measured, "measured"
+                elif peak is not None:
+                    out[f"expected_{precision}"] = round(peak * efficiency, 1)
+                    out[f"basis_{precision}"] = f"published peak x {efficiency}"
+            return out
+    return None
+
+
+def judge(value: float, expected: float | None, derate: float) -> tuple[bool, str]:
+    """Pass when ``value`` >= derate x expected; with no expected figure, report only."""
+    if expected is None:
+        return True, f"{value:.1f} (no expected figure for this GPU: reported only)"
+    floor = derate * expected
+    verdict = "ok" if value >= floor else "too slow"
+    return value >= floor, f"{value:.1f} vs expected {expected:.1f} (floor {floor:.1f}): {verdict}"
+
+
+PCIE_LANE_GBS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}
+
+
+def pcie_theoretical_gbs(gen: Any, width: Any) -> float | None:
+    """Theoretical one-direction PCIe bandwidth in GB/s of a link (per-lane rate after encoding)."""
+    if isinstance(gen, int) and isinstance(width, int) and gen in PCIE_LANE_GBS:
+        return round(PCIE_LANE_GBS[gen] * width, 1)
+    return None

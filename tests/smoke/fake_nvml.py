@@ -1,0 +1,87 @@
+"""A fake of the nvidia-ml-py functions the NVML layer calls, raising the real library's error classes."""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pynvml
+
+
+def nvml_error(code: int) -> pynvml.NVMLError:
+    return pynvml.NVMLError(code)  # nvidia-ml-py returns the matching subclass (NVMLError_NotSupported, ...)
+
+
+class FakeNvml(types.SimpleNamespace):
+    """One GPU by default (an H100-like card); ``unsupported`` names functions that raise NotSupported,
+    ``init_error`` makes nvmlInit fail with that NVML error code."""
+
+    def __init__(
+        self,
+        gpus: int = 1,
+        unsupported: tuple[str, ...] = (),
+        init_error: int | None = None,
+        events: list[int] | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__()
+        for name in dir(pynvml):
+            if name.startswith("NVML_") or name.startswith("NVMLError"):
+                setattr(self, name, getattr(pynvml, name))
+        self.gpus, self.init_error, self.calls = gpus, init_error, []
+        self.events = list(events or [0])
+        values: dict[str, Any] = {
+            "nvmlSystemGetDriverVersion": "550.54.15",
+            "nvmlSystemGetNVMLVersion": "12.550.54.15",
+            "nvmlSystemGetCudaDriverVersion": 12040,
+            "nvmlDeviceGetCount": gpus,
+            "nvmlDeviceGetName": b"NVIDIA H100 80GB HBM3",
+            "nvmlDeviceGetUUID": "GPU-0000-fake",
+            "nvmlDeviceGetMemoryInfo": types.SimpleNamespace(total=80 * 2**30, used=2**30, free=79 * 2**30),
+            "nvmlDeviceGetCudaComputeCapability": (9, 0),
+            "nvmlDeviceGetCurrPcieLinkGeneration": 5,
+            "nvmlDeviceGetMaxPcieLinkGeneration": 5,
+            "nvmlDeviceGetCurrPcieLinkWidth": 16,
+            "nvmlDeviceGetMaxPcieLinkWidth": 16,
+            "nvmlDeviceGetTemperature": 41,
+            "nvmlDeviceGetPowerUsage": 71500,
+            "nvmlDeviceGetEnforcedPowerLimit": 700000,
+            "nvmlDeviceGetClockInfo": 1980,
+            "nvmlDeviceGetMaxClockInfo": 1980,
+            "nvmlDeviceGetEccMode": [1, 1],
+            "nvmlDeviceGetTotalEccErrors": 0,
+            "nvmlDeviceGetRetiredPages": [],
+            "nvmlDeviceGetRemappedRows": (0, 0, 0, 0),
+            "nvmlDeviceGetMigMode": [0, 0],
+            "nvmlDeviceGetPersistenceMode": 1,
+            "nvmlDeviceGetUtilizationRates": types.SimpleNamespace(gpu=97, memory=40),
+            **overrides,
+        }
+        for name, value in values.items():
+            setattr(self, name, self._function(name, value, name in unsupported))
+
+    def _function(self, name: str, value: Any, unsupported: bool) -> Any:
+        def fn(*args: Any) -> Any:
+            self.calls.append(name)
+            if unsupported:
+                raise nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+            if isinstance(value, BaseException):
+                raise value
+            return value
+
+        return fn
+
+    def nvmlInit(self) -> None:
+        self.calls.append("nvmlInit")
+        if self.init_error is not None:
+            raise nvml_error(self.init_error)
+
+    def nvmlShutdown(self) -> None:
+        self.calls.append("nvmlShutdown")
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"handle{index}"
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:
+        # Successive calls walk through self.events (the last one repeats): a GPU that starts to throttle.
+        return self.events.pop(0) if len(self.events) > 1 else self.events[0]
