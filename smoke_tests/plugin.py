@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    # The fingerprint is taken here, where the framework is already imported; the runner reads the file.
-    if not os.environ.get("SMOKE_RESULTS"):
+    # Taken here when the framework is already imported (cheap); otherwise the runner takes it itself.
+    framework = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if not os.environ.get("SMOKE_RESULTS") or framework not in sys.modules:
         return
     from workloads.fingerprint import environment_fingerprint
 

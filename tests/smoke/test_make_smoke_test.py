@@ -1,0 +1,176 @@
+"""`make smoke-test` for real on this machine's CPU, and its report: valid JSON, junit.xml, an HTML page
+that headless Chromium renders with the checks table; then the baseline comparison and REQUIRE_GPU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+IN_CI = os.environ.get("CI") == "true"
+pytestmark = pytest.mark.slow
+
+
+def _missing(what: str) -> None:
+    # In CI a missing prerequisite is a failure, never a skip.
+    (pytest.fail if IN_CI else pytest.skip)(f"{what} (apt-get install it; .ci/run does)")
+
+
+@pytest.fixture(scope="module")
+def smoke_run() -> tuple[subprocess.CompletedProcess[str], Path]:
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        _missing("Fashion-MNIST is not installed (dataset-fashion-mnist)")
+    proc = subprocess.run(["make", "smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                          check=False)  # fmt: skip
+    found = re.search(r"smoke tests \(quick\) -> (\S+)", proc.stdout)
+    assert found, f"no report folder announced:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc, Path(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def report(smoke_run: tuple[subprocess.CompletedProcess[str], Path]) -> dict[str, Any]:
+    return json.loads((smoke_run[1] / "report.json").read_text())
+
+
+def test_make_smoke_test_passes_on_the_cpu(
+    smoke_run: tuple[subprocess.CompletedProcess[str], Path], report: dict[str, Any]
+) -> None:
+    proc = smoke_run[0]
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    summary = proc.stdout[proc.stdout.index("=" * 78) :]
+    assert "SMOKE TEST PASSED" in summary and len(summary.splitlines()) <= 40
+    if not report["gpu"]["available"]:
+        assert "no NVIDIA GPU found" in summary
+    assert report["verdict"] == "PASSED" and report["duration_s"] > 0
+    statuses = {c["id"]: c["status"] for c in report["checks"]}
+    assert set(statuses.values()) <= {"passed", "skipped"}
+    categories = {c["category"] for c in report["checks"]}
+    assert categories == {"system", "framework", "workloads", "speed", "reproducibility"}
+    # Only GPU checks may skip here, and each skip says why.
+    for c in report["checks"]:
+        if c["status"] == "skipped":
+            assert "n/a" in c["message"] or "no NVIDIA GPU" in c["message"], c
+
+
+def test_workloads_ran_with_their_results_and_plots(report: dict[str, Any], smoke_run: Any) -> None:
+    out = smoke_run[1]
+    workloads = [c for c in report["checks"] if c["category"] == "workloads"]
+    assert {c["name"].split("[")[1].rstrip("]") for c in workloads} >= {"moons", "mnist"}
+    for c in workloads:
+        name = c["name"].split("[")[1].rstrip("]")
+        result = json.loads((out / "workloads" / name / "result.json").read_text())
+        assert result["status"] == "passed" and c["plots"], name
+        assert all((out / p).is_file() for p in c["plots"])
+    mnist = next(c for c in workloads if c["name"] == "workload[mnist]")
+    assert mnist["details"]["dataset"]["name"] == "fashion_mnist"
+    assert mnist["figures"]["test_accuracy"]["value"] >= 0.8
+
+
+def test_speed_and_reproducibility_figures(report: dict[str, Any]) -> None:
+    by_name = {c["name"]: c for c in report["checks"]}
+    fp32 = by_name["matmul_tflops[fp32]"]["figures"]["fp32_tflops"]
+    assert fp32["value"] > 0 and fp32["repeats"] >= 3 and "spread" in fp32
+    ladder = by_name["training_ladder"]["details"]["ladder"]
+    assert [r["rung"] for r in ladder] == [
+        "baseline",
+        "input pipeline",
+        "larger batch",
+        "XLA",
+        "mixed precision",
+        "steps_per_execution",
+    ]
+    assert all(r["images_per_s"] > 0 for r in ladder)
+    checksums = by_name["seeded_training_is_identical"]["details"]["checksums"]
+    assert len(set(checksums)) == 1
+
+
+def test_fingerprint_is_complete(report: dict[str, Any]) -> None:
+    fp = report["fingerprint"]
+    assert fp["lock_sha256"] == hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
+    assert fp["git_revision"] and fp["packages"]["keras"] and fp["python"]
+    assert fp["smoke_settings"]["level"] == "quick" and fp["smoke_settings"]["seed"]
+
+
+def test_junit_xml_lists_every_check(report: dict[str, Any], smoke_run: Any) -> None:
+    suite = ET.parse(smoke_run[1] / "junit.xml").getroot()
+    assert len(suite.findall(".//testcase")) == len(report["checks"])
+
+
+def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: Any) -> None:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        _missing("chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={smoke_run[1] / '.chromium'}",
+    ):
+        opts.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(driver), options=opts)
+    try:
+        browser.get((smoke_run[1] / "report.html").as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "table#checks tbody tr")
+        assert len(rows) == len(report["checks"])
+        assert browser.find_element(By.ID, "verdict").text.startswith("PASSED")
+        images = browser.find_elements(By.TAG_NAME, "img")
+        assert images and all(
+            browser.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images
+        )
+    finally:
+        browser.quit()
+
+
+def test_baseline_comparison_flags_a_regression(
+    report: dict[str, Any], smoke_run: Any, tmp_path: Path
+) -> None:
+    # An earlier "machine" that was 10x faster at fp32 matmul and had another Keras.
+    baseline = json.loads(json.dumps(report))
+    for c in baseline["checks"]:
+        if c["name"] == "matmul_tflops[fp32]":
+            c["figures"]["fp32_tflops"]["value"] *= 10
+    baseline["fingerprint"]["packages"]["keras"] = "0.0.1"
+    (tmp_path / "baseline.json").write_text(json.dumps(baseline))
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoke_tests", "-k", "environment_variables or matmul_tflops",
+         "--baseline", str(tmp_path / "baseline.json"), "--out", str(tmp_path / "run")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    comparison = json.loads((tmp_path / "run" / "report.json").read_text())["comparison"]
+    assert [r["figure"] for r in comparison["regressions"]] == ["fp32_tflops"]
+    assert "packages" in comparison["fingerprint_changed"]
+    assert "1 regression(s)" in proc.stdout and "fingerprint changed: " in proc.stdout
+
+
+def test_require_gpu_turns_no_gpu_into_a_failure(report: dict[str, Any], tmp_path: Path) -> None:
+    if report["gpu"]["available"]:
+        pytest.skip("this machine has a GPU: REQUIRE_GPU=1 passes here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "smoke_tests", "-k", "nvml_loads", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "REQUIRE_GPU": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "no NVIDIA GPU found" in proc.stdout and "REQUIRE_GPU=1" in proc.stdout

@@ -1,0 +1,130 @@
+"""Report generation, the baseline comparison and the verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from smoke_tests import report
+
+
+def _check(cid: str, status: str = "passed", **figures: Any) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "name": cid.split("::")[-1],
+        "category": "speed",
+        "status": status,
+        "duration_s": 1.0,
+        "message": "" if status == "passed" else f"{cid} went wrong",
+        "figures": {k: {"value": v, "unit": "TFLOP/s", "better": "higher"} for k, v in figures.items()},
+        "details": {},
+        "plots": [],
+        "telemetry": [],
+        "warnings": [],
+    }
+
+
+def _report(checks: list[dict[str, Any]], fingerprint: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = {
+        "schema_version": 1,
+        "created": "2026-11-23T07:00:00+00:00",
+        "level": "quick",
+        "backend": "tensorflow",
+        "require_gpu": False,
+        "gpu": {"available": False, "reason": "NVML library not found", "gpus": []},
+        "checks": checks,
+        "counts": report.counts(checks),
+        "fingerprint": fingerprint or {"packages": {"keras": "3.15.1"}, "gpus": [{"name": "A"}]},
+        "charts": [],
+        "duration_s": 12.0,
+    }
+    data["verdict"] = report.verdict(checks)
+    return data
+
+
+def test_verdict() -> None:
+    assert report.verdict([_check("a"), _check("b", "skipped")]) == "PASSED"
+    assert report.verdict([_check("a"), _check("b", "invalid")]) == "FAILED"  # throttled is not passed
+    assert report.verdict([_check("a", "error")]) == "FAILED"
+    assert report.verdict([]) == "NOT RUN"
+    assert report.verdict([_check("a")], {"regressions": [{"check": "a"}]}) == "FAILED"
+
+
+def test_baseline_flags_regressions_beyond_tolerance_and_fingerprint_changes() -> None:
+    old = _report([_check("m", fp32=50.0), _check("h", h2d=20.0), _check("w", acc=0.9), _check("gone")])
+    new = _report(
+        [_check("m", fp32=44.0), _check("h", h2d=19.0), _check("w", "failed", acc=0.9), _check("new")],
+        fingerprint={"packages": {"keras": "3.16.0"}, "gpus": [{"name": "A"}]},
+    )
+    comp = report.compare(old, new, tolerance=0.10)
+    whats = {(r["check"], r.get("figure")): r["what"] for r in comp["regressions"]}
+    assert ("m", "fp32") in whats and "-12.0%" in whats[("m", "fp32")]  # 12% slower > 10%
+    assert ("h", "h2d") not in whats  # 5% slower is within tolerance
+    assert whats[("w", None)] == "was passed, now failed"
+    assert comp["figures_compared"] == 3
+    assert comp["fingerprint_changed"] == ["packages"]
+    assert comp["fingerprint_diff"]["packages"] == [
+        {"field": "packages.keras", "baseline": "3.15.1", "now": "3.16.0"}
+    ]
+    assert report.verdict(new["checks"], comp) == "FAILED"
+
+
+def test_lower_is_better_and_improvements() -> None:
+    old = _report([_check("t")])
+    old["checks"][0]["figures"] = {"step_ms": {"value": 10.0, "unit": "ms", "better": "lower"}}
+    new = _report([_check("t")])
+    new["checks"][0]["figures"] = {"step_ms": {"value": 12.0, "unit": "ms", "better": "lower"}}
+    assert len(report.compare(old, new, 0.1)["regressions"]) == 1
+    assert report.compare(new, old, 0.1)["improvements"][0]["change"] < 0
+    assert report.compare(old, old, 0.1) == {**report.compare(old, old, 0.1), "regressions": []}
+
+
+def test_html_has_the_table_banner_and_embedded_plots(tmp_path: Path) -> None:
+    from smoke_tests.report import ladder_chart
+
+    ladder = [
+        {"rung": "baseline", "images_per_s": 100.0, "spread": 0.1, "gpu_cpu_ratio": None, "valid": True},
+        {"rung": "XLA", "images_per_s": 180.0, "spread": 0.1, "gpu_cpu_ratio": None, "valid": False},
+    ]
+    chart = ladder_chart(ladder, tmp_path / "ladder.png", "cpu")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    checks = [_check("speed::ladder", fp32=1.5), _check("x", "failed")]
+    checks[0]["plots"] = ["ladder.png"]
+    data = _report(checks)
+    page = report.render_html(data, tmp_path)
+    assert '<table id="checks">' in page and page.count("<tr class=") == 2
+    assert "data:image/png;base64," in page
+    assert "No NVIDIA GPU found: NVML library not found" in page
+    assert ">FAILED" in page and "x went wrong" in page
+    json.dumps(data)  # the report is JSON-serialisable as it is
+
+
+def test_summary_is_one_screen_and_says_no_gpu(tmp_path: Path) -> None:
+    checks = [_check(f"c{i}", fp32=float(i)) for i in range(8)] + [_check("bad", "failed")]
+    data = _report(checks)
+    data["comparison"] = report.compare(_report(checks), data, 0.1)
+    text = report.summary_text(data, tmp_path)
+    lines = text.splitlines()
+    assert len(lines) <= 40 and all(len(line) <= 160 for line in lines)
+    assert "SMOKE TEST FAILED" in text and "no NVIDIA GPU found: NVML library not found" in text
+    assert "FAILED   speed/bad: bad went wrong" in text
+    assert "report.html" in lines[-2]
+
+
+def test_telemetry_chart_only_with_samples(tmp_path: Path) -> None:
+    assert report.telemetry_chart([_check("a")], tmp_path / "t.png") is None
+    c = _check("m")
+    samples = [
+        {
+            "t": t / 10,
+            "util_pct": 90,
+            "sm_mhz": 1900,
+            "power_w": 300.0,
+            "temperature_c": 60,
+            "clock_events": [],
+        }
+        for t in range(5)
+    ]
+    c["telemetry"] = [{"label": "matmul fp32", "samples": samples}]
+    assert report.telemetry_chart([c], tmp_path / "t.png").is_file()
