@@ -41,9 +41,14 @@ def gpu_devices() -> list[str]:
     return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
 
 
+def _cuda_int(value: Any) -> str | None:
+    # CUDA reports 12040 for 12.4
+    return f"{value // 1000}.{(value % 1000) // 10}" if isinstance(value, int) and value > 0 else None
+
+
 def build_info() -> dict[str, Any] | None:
-    """CUDA/cuDNN versions and GPU architectures the installed framework was built for, if it says."""
-    try:
+    """CUDA/cuDNN versions and GPU architectures the active framework was built for, if it says."""
+    if name() == "tensorflow":
         import tensorflow as tf
 
         info = tf.sysconfig.get_build_info()
@@ -54,8 +59,26 @@ def build_info() -> dict[str, Any] | None:
                 "cudnn_version": info.get("cudnn_version"),
                 "archs": list(info.get("cuda_compute_capabilities", [])),
             }
-    except ImportError:
-        pass
+        return None
+    if name() == "jax":
+        import jax
+
+        try:  # present only with the CUDA plugin installed; a private module, so read it defensively
+            from jax._src.lib import cuda_versions
+        except ImportError:
+            cuda_versions = None
+        if cuda_versions is None:
+            return None
+        version = (
+            getattr(cuda_versions, "cuda_runtime_build_version", None)
+            or cuda_versions.cuda_runtime_get_version
+        )
+        return {
+            "source": f"jax {jax.__version__}",
+            "cuda_version": _cuda_int(version()),
+            "cudnn_version": str(getattr(cuda_versions, "cudnn_get_version", lambda: None)()),
+            "archs": [],  # jaxlib does not list the architectures it was built for
+        }
     if name() == "torch":
         import torch
 

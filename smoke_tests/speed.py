@@ -100,10 +100,10 @@ def expected_for(gpu_name: str, table: dict[str, Any] | None = None) -> dict[str
 def judge(value: float, expected: float | None, derate: float) -> tuple[bool, str]:
     """Pass when ``value`` >= derate x expected; with no expected figure, report only."""
     if expected is None:
-        return True, f"{value:.1f} (no expected figure for this GPU: reported only)"
+        return True, f"{value:.3g} (no expected figure for this device: reported only)"
     floor = derate * expected
     verdict = "ok" if value >= floor else "too slow"
-    return value >= floor, f"{value:.1f} vs expected {expected:.1f} (floor {floor:.1f}): {verdict}"
+    return value >= floor, f"{value:.3g} vs expected {expected:.3g} (floor {floor:.3g}): {verdict}"
 
 
 PCIE_LANE_GBS = {1: 0.25, 2: 0.5, 3: 0.985, 4: 1.969, 5: 3.938, 6: 7.563}

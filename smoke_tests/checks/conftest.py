@@ -48,8 +48,8 @@ def device(system: dict[str, Any], framework_gpus: list[str]) -> str:
 @pytest.fixture
 def need_gpu(system: dict[str, Any], framework_gpus: list[str]) -> None:
     if not framework_gpus:
-        reason = system.get("reason") or "the framework sees no GPU"
-        pytest.skip(f"n/a: no GPU ({reason})")
+        why = "see system/nvml_loads" if not system["available"] else "see framework/gpu_visible"
+        pytest.skip(f"n/a: no GPU ({why})")
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def test_expected_table_lookup_and_judgement() -> None:
     assert speed.expected_for("Some Future GPU") is None
     derate = h100["derate"]
     assert speed.judge(45.0, 53.6, derate)[0] is True
-    assert speed.judge(30.0, 53.6, derate) == (False, "30.0 vs expected 53.6 (floor 40.2): too slow")
+    assert speed.judge(30.0, 53.6, derate) == (False, "30 vs expected 53.6 (floor 40.2): too slow")
     assert speed.judge(1.0, None, derate)[0] is True  # unknown GPU: report only
 
 
