@@ -48,3 +48,27 @@ smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=re
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache
+
+# --- Container image (issue 6: docker/, notebooks/, tests/image, tests/notebooks) ----------------------------
+# The engine: docker when a daemon answers, else podman with runc (crun fails on hybrid cgroups).
+VARIANT      ?= gpu
+BASE_IMAGE   ?=
+IMAGE        ?= localhost/keras-workstation:$(VARIANT)
+JUPYTER_PORT ?= 8888
+CONTAINER_ENGINE = $(shell if docker info >/dev/null 2>&1; then echo docker; else echo podman --runtime runc; fi)
+
+.PHONY: image jupyter image-test notebooks
+
+image: ## Build the image (VARIANT=gpu|cpu, BASE_IMAGE=..., or local-bookworm offline) -> reports/image/build.json
+	VARIANT=$(VARIANT) BASE_IMAGE=$(BASE_IMAGE) TAG=$(IMAGE) ENGINE="$(CONTAINER_ENGINE)" docker/build.sh
+
+jupyter: ## Start JupyterLab from IMAGE with this directory mounted at /work; prints the URL with its token
+	IMAGE=$(IMAGE) JUPYTER_PORT=$(JUPYTER_PORT) ENGINE="$(CONTAINER_ENGINE)" docker/run-jupyter.sh
+
+image-test: setup ## Build the CPU image (local Debian base, podman) and test it: auth, user, health, browser
+	$(PY) -m pytest tests/image $(PYTEST_ARGS)
+
+notebooks: setup ## Build the notebooks' .ipynb (build/notebooks) from their jupytext sources in notebooks/
+	@mkdir -p build/notebooks
+	for src in notebooks/*.py; do $(VENV)/bin/jupytext --quiet --to ipynb --output "build/notebooks/$$(basename "$${src%.py}").ipynb" "$$src"; done
+	@ls build/notebooks

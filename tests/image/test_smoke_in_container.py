@@ -1,0 +1,37 @@
+"""`IMAGE smoke-test` runs the smoke tests inside the container and leaves the report in the mount."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import HOST_UID, IN_CI, ROOT, host_workdir
+
+pytestmark = pytest.mark.image
+
+# Real Fashion-MNIST from Debian's dataset-fashion-mnist, mounted where the workloads look by default.
+DATASET = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_smoke_test_command_writes_its_report_into_the_mount(containers, tmp_path_factory) -> None:
+    if not (DATASET / "t10k-labels-idx1-ubyte.gz").exists():
+        message = f"{DATASET} is missing (apt-get install dataset-fashion-mnist)"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    work = host_workdir(tmp_path_factory, "smoke")
+    result = containers.run_to_end(
+        "--user", f"{HOST_UID}:{HOST_UID}", "-v", f"{work}:/work", "-v", f"{DATASET}:{DATASET}:ro",
+        command=["smoke-test"], timeout=1200,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    runs = sorted((work / "reports").glob("smoke-*"))
+    assert len(runs) == 1, list((work / "reports").iterdir())
+    if (ROOT / "smoke_tests" / "__main__.py").exists():
+        reports = list(runs[0].glob("*.json"))
+        assert reports, list(runs[0].iterdir())
+    else:
+        # smoke_tests has no runner yet: the image runs the moons workload in its place.
+        reports = [runs[0] / "result.json"]
+        assert json.loads(reports[0].read_text())
+    assert all(path.stat().st_uid == HOST_UID for path in [runs[0], *reports])
