@@ -1,0 +1,107 @@
+"""`python -m workloads <workload> [options]` (also the `workloads` console script).
+
+Options are parsed before Keras is imported, so `--backend` can still choose the backend.
+Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from workloads import errors
+from workloads.backend import BACKENDS
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("common options")
+    g.add_argument("--quick", action="store_true", help="small, fast version (smoke tests, CI)")
+    g.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    g.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    g.add_argument("--learning-rate", type=float, help="override the recipe's learning rate")
+    g.add_argument("--data", type=Path, help="folder with the dataset (MNIST-format IDX files, or images)")
+    g.add_argument("--out", type=Path, help="output folder (default runs/<workload>/<timestamp>/)")
+    g.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+    g.add_argument(
+        "--backend", help=f"Keras backend: {', '.join(BACKENDS)} (default tensorflow or $KERAS_BACKEND)"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workloads",
+        description="Keras workloads with thresholds, timings "
+        "and plots; each run writes result.json and PNG figures.",
+    )
+    sub = parser.add_subparsers(dest="workload", metavar="WORKLOAD", required=True)
+    common = _common_options()
+
+    sub.add_parser("moons", parents=[common], help="the seed recipe: 10-10-1 network on two moons")
+
+    mnist = sub.add_parser("mnist", parents=[common], help="the MNIST codelab ladder, stages 1-5")
+    mnist.add_argument("--stage", type=int, default=5, help="codelab stage 1-5 (default 5)")
+    mnist.add_argument("--ladder", action="store_true", help="run all five stages and plot them side by side")
+    mnist.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR"
+    )
+    return parser
+
+
+def _check_positive(args: argparse.Namespace) -> None:
+    for name in ("epochs", "batch_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise errors.InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if getattr(args, "learning_rate", None) is not None and not args.learning_rate > 0:
+        raise errors.InputError(f"--learning-rate must be positive, got {args.learning_rate}")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Choose the backend, then import and run the chosen workload (Keras is first imported here)."""
+    from workloads.backend import seed_everything, select_backend
+    from workloads.run import RunContext, default_out_dir, prepare_out_dir
+    from workloads.training import progress_verbosity
+
+    _check_positive(args)
+    if args.workload == "mnist" and not 1 <= args.stage <= 5:
+        raise errors.InputError(f"unknown stage {args.stage}: the ladder has stages 1-5")
+    backend = select_backend(args.backend)
+    out_dir = args.out or (getattr(args, "resume", None)) or default_out_dir(args.workload)
+    ctx = RunContext(
+        workload=args.workload,
+        out_dir=prepare_out_dir(out_dir),
+        backend=backend,
+        seed=args.seed,
+        deterministic=args.deterministic,
+        quick=args.quick,
+        verbose=progress_verbosity(),
+    )
+    seed_everything(args.seed, args.deterministic)
+
+    if args.workload == "moons":
+        from workloads import moons
+
+        return moons.main(ctx, args)
+    if args.workload == "mnist":
+        from workloads import mnist
+
+        return mnist.main(ctx, args)
+    raise errors.InputError(f"unknown workload {args.workload!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return dispatch(args)
+    except errors.WorkloadError as exc:
+        print(f"workloads {args.workload}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

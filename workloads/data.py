@@ -1,0 +1,217 @@
+"""Image data for the workloads: an IDX reader (MNIST, Fashion-MNIST) and the MNIST loading chain.
+
+Order: `--data DIR` with IDX files; the Keras cache or download (`keras.datasets.mnist`); and only when
+neither is available, scikit-learn's real 8x8 digits upsampled to 28x28, announced loudly.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from workloads.backend import keras_home
+from workloads.errors import InputError
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
+_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+KNOWN_DATASETS: dict = tomllib.loads((Path(__file__).with_name("datasets.toml")).read_text())
+FASHION_MNIST_DIR = Path(KNOWN_DATASETS["fashion_mnist"]["debian_path"])
+
+
+@dataclass
+class ImageDataset:
+    """Grey images as uint8 arrays (N, 28, 28) with integer labels, plus where they came from."""
+
+    name: str
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+    fallback: bool = False
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "fallback": self.fallback,
+            "train_size": len(self.x_train),
+            "test_size": len(self.x_test),
+            "image_shape": list(self.x_train.shape[1:]),
+            "classes": len(self.classes),
+        }
+
+
+# --- IDX ---------------------------------------------------------------------------------------------------
+def _find_idx(data_dir: Path, stem: str) -> Path:
+    for candidate in (data_dir / f"{stem}.gz", data_dir / stem):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{data_dir}: missing {stem}[.gz] (expected the four standard MNIST IDX files)")
+
+
+def read_idx(path: Path, expect_dims: int) -> np.ndarray:
+    """Read one IDX file (raw or gzip) and validate its magic number and size."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    header = 4 + 4 * expect_dims
+    if len(raw) < header:
+        raise InputError(f"{path}: truncated header ({len(raw)} bytes)")
+    magic = int.from_bytes(raw[:4], "big")
+    expected_magic = _IMAGES_MAGIC if expect_dims == 3 else _LABELS_MAGIC
+    if magic != expected_magic:
+        raise InputError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(expect_dims)]
+    size = int(np.prod(dims))
+    if len(raw) - header != size:
+        raise InputError(
+            f"{path}: truncated or padded: header says {dims} ({size} bytes), file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def load_idx_dir(data_dir: Path) -> ImageDataset:
+    """Load the four IDX files of an MNIST-format dataset, validate them and recognise which dataset it is."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"--data {data_dir}: no such directory")
+    if not any(data_dir.iterdir()):
+        raise InputError(f"--data {data_dir}: directory is empty")
+    arrays = {}
+    for key, stem in IDX_FILES.items():
+        path = _find_idx(data_dir, stem)
+        arrays[key] = read_idx(path, expect_dims=3 if key.startswith("x") else 1)
+        arrays[key + "_path"] = path
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(images) != len(labels):
+            raise InputError(
+                f"{arrays[f'y_{split}_path']}: {len(labels)} labels for {len(images)} images "
+                f"in {arrays[f'x_{split}_path'].name}"
+            )
+        if labels.size and labels.max() > 9:
+            raise InputError(f"{arrays[f'y_{split}_path']}: label {labels.max()} out of range 0-9")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise InputError(f"{data_dir}: train images {arrays['x_train'].shape[1:]} and test images differ")
+    key = identify(arrays["y_test"])
+    info = KNOWN_DATASETS.get(key, {})
+    return ImageDataset(
+        name=key,
+        source=f"idx:{data_dir}",
+        x_train=arrays["x_train"],
+        y_train=arrays["y_train"].astype("int64"),
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"].astype("int64"),
+        classes=info.get("classes", [str(i) for i in range(10)]),
+    )
+
+
+def identify(test_labels: np.ndarray) -> str:
+    """Name a dataset by the first labels of its test set; `idx` when it is none we know."""
+    for key, info in KNOWN_DATASETS.items():
+        head = info.get("test_labels_head")
+        if head and test_labels[: len(head)].tolist() == head:
+            return key
+    return "idx"
+
+
+# --- MNIST chain ----------------------------------------------------------------------------------------
+def load_mnist(data_dir: Path | None = None, allow_download: bool = True) -> ImageDataset:
+    """MNIST from `data_dir`, else the Keras cache/download, else the loudly-announced digits fallback."""
+    if data_dir is not None:
+        return load_idx_dir(data_dir)
+    dataset = _load_keras_mnist(allow_download)
+    return dataset if dataset is not None else load_digits_fallback()
+
+
+def _load_keras_mnist(allow_download: bool) -> ImageDataset | None:
+    import keras
+
+    cached = (keras_home() / "datasets" / "mnist.npz").is_file()
+    if not cached and not allow_download:
+        return None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)  # an offline machine should fall back quickly, not hang
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as exc:
+        print(f"MNIST download failed ({type(exc).__name__}: {str(exc)[:120]})")
+        return None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return ImageDataset(
+        name="mnist",
+        source="keras-cache" if cached else "keras-download",
+        x_train=x_train,
+        y_train=y_train.astype("int64"),
+        x_test=x_test,
+        y_test=y_test.astype("int64"),
+    )
+
+
+def load_digits_fallback(test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+    """scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28 with MNIST's padding: not MNIST."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    # 0..16 grey levels to 0..255; 8x8 -> 20x20 box centred in 28x28, like MNIST's normalisation.
+    small = (digits.images * (255.0 / 16.0)).astype(np.uint8)
+    images = np.zeros((len(small), 28, 28), dtype=np.uint8)
+    for i, img in enumerate(small):
+        images[i, 4:24, 4:24] = np.asarray(Image.fromarray(img).resize((20, 20), Image.BILINEAR))
+    x_train, x_test, y_train, y_test = train_test_split(
+        images,
+        digits.target.astype("int64"),
+        test_size=test_fraction,
+        random_state=seed,
+        stratify=digits.target,
+    )
+    banner = "!" * 78
+    print(
+        f"{banner}\n!! MNIST is not available (no --data, no Keras cache, no download).\n"
+        f"!! FALLING BACK to scikit-learn's 8x8 digits upsampled to 28x28: this is NOT MNIST.\n"
+        f"!! Thresholds for the fallback apply; results are not comparable with MNIST.\n{banner}"
+    )
+    return ImageDataset(
+        name="digits_fallback",
+        source="sklearn.datasets.load_digits",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        fallback=True,
+    )
+
+
+def subset(dataset: ImageDataset, train: int, test: int, seed: int = 0) -> ImageDataset:
+    """A smaller, stratification-free random subset (for --quick runs); sizes are capped at what exists."""
+    rng = np.random.default_rng(seed)
+    tr = rng.permutation(len(dataset.x_train))[: min(train, len(dataset.x_train))]
+    te = rng.permutation(len(dataset.x_test))[: min(test, len(dataset.x_test))]
+    return ImageDataset(
+        name=dataset.name,
+        source=dataset.source,
+        x_train=dataset.x_train[tr],
+        y_train=dataset.y_train[tr],
+        x_test=dataset.x_test[te],
+        y_test=dataset.y_test[te],
+        classes=dataset.classes,
+        fallback=dataset.fallback,
+    )

@@ -1,0 +1,123 @@
+"""What every training shares: timing, history kept as it grows, atomic checkpoints, and NaN detection."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from workloads.atomic import atomic_write, write_json
+from workloads.errors import DivergedError
+
+CHECKPOINT = "checkpoint.keras"
+STATE = "state.json"
+
+
+def progress_verbosity() -> int:
+    """Keras's progress bar on a terminal; one line per epoch in logs (CI, files)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Records per-epoch history and timings; optionally checkpoints atomically; stops on a NaN loss.
+
+    `history` is filled as epochs end, so an interrupted run still has everything up to its last epoch.
+    """
+
+    def __init__(
+        self,
+        batch_size: int,
+        steps_per_epoch: int,
+        checkpoint_dir: Path | None = None,
+        checkpoint_every_s: float = 10.0,
+        history: dict | None = None,
+        state: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every_s = checkpoint_every_s
+        self.history: dict[str, list] = history if history is not None else {}
+        self.state = state if state is not None else {}
+        self.epoch_seconds: list[float] = []
+        self.steady_ms: list[float] = []
+        self._last_save = -math.inf
+        self.diverged_at: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self._train_start = time.perf_counter()
+        self._epoch_start = self._train_start
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter() if self.epoch_seconds else self._train_start
+        self._batch_marks: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batch_marks.append((batch, time.perf_counter()))
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged_at = len(self.epoch_seconds) + 1
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.epoch_seconds.append(now - self._epoch_start)
+        marks = self._batch_marks
+        if len(marks) >= 2:  # time between the first and last execution of this epoch: no compile, no eval
+            (b0, t0), (b1, t1) = marks[0], marks[-1]
+            if b1 > b0:
+                self.steady_ms.append(1000 * (t1 - t0) / (b1 - b0))
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        self.history.setdefault("epoch_seconds", []).append(round(self.epoch_seconds[-1], 4))
+        if self.checkpoint_dir is not None and (now - self._last_save >= self.checkpoint_every_s):
+            self.save_checkpoint(epoch + 1)
+            self._last_save = time.perf_counter()
+
+    def save_checkpoint(self, epochs_done: int) -> None:
+        """model + history, each written atomically, so Ctrl-C never leaves a broken checkpoint."""
+        atomic_write(self.checkpoint_dir / CHECKPOINT, lambda tmp: self.model.save(tmp))
+        write_json(
+            self.checkpoint_dir / STATE, {**self.state, "epochs_done": epochs_done, "history": self.history}
+        )
+
+    def timings(self, total_s: float) -> dict:
+        """first epoch (with compilation), steady-state ms/step (later epochs), samples/s."""
+        steady = None
+        if len(self.epoch_seconds) >= 2:
+            steady = statistics.median(1000 * s / self.steps_per_epoch for s in self.epoch_seconds[1:])
+            if self.steady_ms[1:]:  # prefer in-epoch batch timing when it exists (excludes evaluation)
+                steady = statistics.median(self.steady_ms[1:])
+        elif self.steady_ms:
+            steady = self.steady_ms[0]
+        return {
+            "total_s": round(total_s, 3),
+            "first_epoch_s": round(self.epoch_seconds[0], 3) if self.epoch_seconds else None,
+            "steady_ms_per_step": round(steady, 4) if steady else None,
+            "samples_per_s": round(1000 * self.batch_size / steady, 1) if steady else None,
+        }
+
+    def raise_if_diverged(self) -> None:
+        if self.diverged_at is not None:
+            raise DivergedError(
+                f"training diverged: the loss became NaN/inf in epoch {self.diverged_at}; "
+                "stopped, history so far is kept (try a smaller learning rate)"
+            )
+
+
+def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
+    """The model and state of an interrupted run, for --resume."""
+    from workloads.errors import InputError
+
+    run_dir = Path(run_dir)
+    ckpt, state_file = run_dir / CHECKPOINT, run_dir / STATE
+    if not ckpt.is_file() or not state_file.is_file():
+        raise InputError(f"--resume {run_dir}: no {CHECKPOINT} and {STATE} there (nothing to resume)")
+    import json
+
+    return keras.saving.load_model(ckpt), json.loads(state_file.read_text())
