@@ -255,7 +255,8 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
             )
     for check in report["checks"]:
         for name, fig in check.get("figures", {}).items():
-            if fig.get("better") == "higher" and check["category"] in ("speed", "workloads"):
+            headline = check["category"] in ("speed", "workloads") and not name.startswith("train_")
+            if fig.get("better") == "higher" and headline:
                 lines.append(
                     f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}"
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,8 +31,10 @@ def report_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def system() -> dict[str, Any]:
-    return nvml.probe()
+def system(report_dir: Path) -> dict[str, Any]:
+    info = nvml.probe()
+    (report_dir / "system.json").write_text(json.dumps(info, default=str))  # the report's GPU section
+    return info
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ telemetry is sampled in every timed window and a window in which the GPU throttl
 
 from __future__ import annotations
 
+import itertools
+import time
 from typing import Any
 
 import numpy as np
@@ -94,7 +96,7 @@ RUNGS = (
     ("larger batch", {"batch": 256}),
     ("XLA", {"jit": True}),
     ("mixed precision", {"mixed": True}),
-    ("steps_per_execution", {"spe": 16}),
+    ("steps_per_execution", {"spe": "level"}),
 )
 
 
@@ -110,51 +112,64 @@ def _ladder_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n).astype("int32")
 
 
-def _rung_images_per_s(
-    cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, images: int, repeats: int, device: str, seed: int
-) -> list[float]:
+def _chunk_timer(chunk: int, marks: list[float]) -> Any:
     import keras
-    from workloads.mnist import build_model
 
-    batch = cfg.get("batch", 64)
-    steps = max(2, images // batch)
+    class ChunkTimer(keras.callbacks.Callback):
+        """Appends the wall time after every ``chunk`` steps; reading the loss waits for the device."""
+
+        def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+            if (batch + 1) % chunk == 0:
+                float((logs or {}).get("loss", 0.0))
+                marks.append(time.perf_counter())
+
+    return ChunkTimer()
+
+
+def _rung_images_per_s(
+    cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, level: dict[str, Any], device: str, seed: int
+) -> list[float]:
+    """Training images/s of the workloads' MNIST stage-5 model with one rung's settings, per timed chunk.
+
+    One fit runs 1 + repeats chunks; the first (tracing, compilation, warm-up) is not counted.
+    """
+    import keras
+
+    from workloads.mnist import build_model, prepare, stage_config
+
+    batch, spe = cfg.get("batch", 64), cfg.get("spe", 1)
+    chunk = -(-max(1, level["ladder_images"][device] // batch) // spe) * spe  # a multiple of spe
+    total = chunk * (1 + level["repeats"])
     mixed = "mixed_float16" if device == "gpu" else "mixed_bfloat16"
     keras.config.set_dtype_policy(mixed if cfg.get("mixed") else "float32")
+    marks: list[float] = []
     try:
         with keras.device(backend.keras_device(device)):
             keras.utils.set_random_seed(seed)
-            model = build_model(5)
-            model.compile(
-                optimizer="adam",
-                loss="sparse_categorical_crossentropy",
-                jit_compile=bool(cfg.get("jit")),
-                steps_per_execution=cfg.get("spe", 1),
-            )
-            xs = (x.astype("float32") / 255.0)[..., None]
+            model = build_model(stage_config(5, batch_size=batch, jit_compile=bool(cfg.get("jit")),
+                                             steps_per_execution=spe))  # fmt: skip
             if cfg.get("pipeline") and _has_tf():
                 import tensorflow as tf
 
+                auto = tf.data.AUTOTUNE
                 data = (
-                    tf.data.Dataset.from_tensor_slices((x[..., None], y))
-                    .repeat()
-                    .map(
-                        lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=tf.data.AUTOTUNE
-                    )
-                    .batch(batch, drop_remainder=True)
-                    .prefetch(tf.data.AUTOTUNE)
-                )
-                fit = lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)  # noqa: E731
+                    tf.data.Dataset.from_tensor_slices((x[..., None], y)).repeat()
+                    .map(lambda a, b: (tf.cast(a, tf.float32) / 255.0, b), num_parallel_calls=auto)
+                    .batch(batch, drop_remainder=True).prefetch(auto)
+                )  # fmt: skip
+                fit_args: dict[str, Any] = {"x": data, "steps_per_epoch": total}
             else:
-                reps = -(-steps * batch // len(xs))
-                xr, yr = (
-                    np.concatenate([xs] * reps)[: steps * batch],
-                    np.concatenate([y] * reps)[: steps * batch],
-                )
-                fit = lambda: model.fit(xr, yr, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # noqa: E731
-            times = time_repeats(fit, repeats)
+                reps = -(-total * batch // len(x))
+                xs, ys = prepare(np.concatenate([x] * reps)[: total * batch]), np.concatenate([y] * reps)
+                fit_args = {"x": xs, "y": ys[: total * batch], "batch_size": batch, "shuffle": False}
+            marks.append(time.perf_counter())
+            model.fit(**fit_args, epochs=1, verbose=0, callbacks=[_chunk_timer(chunk, marks)])
     finally:
         keras.config.set_dtype_policy("float32")
-    return [steps * batch / t for t in times]
+    seconds = [b - a for a, b in itertools.pairwise(marks)][1:]
+    if len(seconds) < level["repeats"]:
+        raise AssertionError(f"ladder: only {len(seconds)} timed chunks of {chunk} steps were recorded")
+    return [chunk * batch / t for t in seconds]
 
 
 def _has_tf() -> bool:
@@ -166,20 +181,21 @@ def _has_tf() -> bool:
 
 
 def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str, seed: int) -> None:
-    repeats = level["repeats"]
     x, y = _ladder_data(level["ladder_train_images"], seed)
-    images = level["ladder_images"][device]
     cfg: dict[str, Any] = {}
     ladder, invalid = [], []
     cpu_baseline = None
     if device == "gpu":
-        cpu_baseline = summarize(
-            _rung_images_per_s({}, x, y, level["ladder_images"]["cpu"], repeats, "cpu", seed)
-        )
-    for label, change in RUNGS:
+        cpu_baseline = summarize(_rung_images_per_s({}, x, y, level, "cpu", seed))
+    rungs = level["ladder_rungs"][device]
+    for label, change in RUNGS[:rungs]:
         cfg = {**cfg, **change}
+        if cfg.get("spe") == "level":
+            cfg["spe"] = level["ladder_steps_per_execution"][device]
+        started = time.perf_counter()
         with timed_window(check, f"ladder: {label}", device == "gpu") as window:
-            stats = summarize(_rung_images_per_s(cfg, x, y, images, repeats, device, seed))
+            stats = summarize(_rung_images_per_s(cfg, x, y, level, device, seed))
+        wall = time.perf_counter() - started
         events = throttle_events(window.samples)
         if events:
             invalid.append(f"{label} ({', '.join(events)})")
@@ -191,9 +207,13 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
                 "spread": stats["spread"],
                 "gpu_cpu_ratio": ratio,
                 "valid": not events,
+                "wall_s": round(wall, 1),
             }
         )
         check.figure(f"ladder {label}", stats["median"], "images/s", better="higher", spread=stats["spread"])
+    if rungs < len(RUNGS):
+        check.detail("not run", f"{', '.join(r for r, _ in RUNGS[rungs:])}: compile-dominated on a CPU, "
+                     "not run at this level (LEVEL=full runs them)")  # fmt: skip
     check.detail("ladder", ladder)
     check.detail("device", device)
     check.detail("pipeline", "tf.data" if _has_tf() else "NumPy arrays (tf.data needs TensorFlow)")

@@ -81,14 +81,9 @@ def test_speed_and_reproducibility_figures(report: dict[str, Any]) -> None:
     fp32 = by_name["matmul_tflops[fp32]"]["figures"]["fp32_tflops"]
     assert fp32["value"] > 0 and fp32["repeats"] >= 3 and "spread" in fp32
     ladder = by_name["training_ladder"]["details"]["ladder"]
-    assert [r["rung"] for r in ladder] == [
-        "baseline",
-        "input pipeline",
-        "larger batch",
-        "XLA",
-        "mixed precision",
-        "steps_per_execution",
-    ]
+    rungs = ["baseline", "input pipeline", "larger batch", "XLA", "mixed precision", "steps_per_execution"]
+    on_gpu = by_name["training_ladder"]["details"]["device"] == "gpu"
+    assert [r["rung"] for r in ladder] == rungs[: 6 if on_gpu else 3]  # quick on a CPU: the first three
     assert all(r["images_per_s"] > 0 for r in ladder)
     checksums = by_name["seeded_training_is_identical"]["details"]["checksums"]
     assert len(set(checksums)) == 1
