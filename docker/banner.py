@@ -18,6 +18,7 @@ from pathlib import Path
 
 MANIFEST = Path(os.environ.get("KW_MANIFEST", "/opt/keras-workstation/manifest.json"))
 PREFIX = "[keras-workstation]"
+CUDA_RUNTIME_WHEEL = "nvidia-cuda-runtime-cu12"
 
 
 @dataclass
@@ -116,8 +117,10 @@ def probe(ask_tensorflow: bool = True) -> GpuFacts:
     """Gather the facts in this container. Imports TensorFlow only when the driver shows a usable GPU."""
     facts = GpuFacts(variant=os.environ.get("KW_VARIANT", "gpu"))
     try:
-        build = json.loads(MANIFEST.read_text()).get("tensorflow_build", {})
-        facts.image_cuda = build.get("cuda_version")
+        manifest = json.loads(MANIFEST.read_text())
+        build = manifest.get("tensorflow_build", {})
+        # The CUDA runtime the image ships (the wheel) can be newer than the one TensorFlow was built with.
+        facts.image_cuda = manifest.get("packages", {}).get(CUDA_RUNTIME_WHEEL) or build.get("cuda_version")
         facts.image_archs = build.get("cuda_compute_capabilities") or []
     except (OSError, ValueError):
         pass

@@ -56,12 +56,7 @@ smoke-test)
     out=/work/reports/smoke-$(date -u +%Y%m%dT%H%M%SZ)
     mkdir -p "$out"
     echo "[keras-workstation] smoke tests -> $out"
-    if python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("smoke_tests.__main__") is None)'; then
-        exec python -m smoke_tests --level quick --out "$out" "$@"
-    fi
-    # Until the smoke_tests package lands: the quickest real workload stands in.
-    echo "[keras-workstation] smoke_tests has no runner in this build: running 'workloads moons --quick' instead"
-    exec python -m workloads moons --quick --out "$out" "$@"
+    exec python -m smoke_tests --level quick --out "$out" "$@"
     ;;
 banner)
     exec python "$kw/bin/banner.py" "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -77,3 +78,25 @@ def test_diagnose_names_the_cause(changes: dict, usable: bool, says: str) -> Non
     ok, lines = banner.diagnose(gpu_facts(**changes))
     assert ok is usable
     assert says in "\n".join(lines), lines
+
+
+def test_probe_reads_the_manifest_and_finds_no_gpu_here(tmp_path, monkeypatch) -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libcuda.so.1")
+        pytest.skip("this machine has an NVIDIA driver: the no-GPU path can't be probed here")
+    except OSError:
+        pass
+    manifest = {
+        "packages": {"nvidia-cuda-runtime-cu12": "12.9.79"},
+        "tensorflow_build": {"cuda_version": "12.5.1", "cuda_compute_capabilities": TF_ARCHS},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(banner, "MANIFEST", tmp_path / "manifest.json")
+    monkeypatch.setenv("KW_VARIANT", "gpu")
+    facts = banner.probe(ask_tensorflow=False)
+    assert (facts.image_cuda, facts.image_archs) == ("12.9.79", TF_ARCHS)
+    assert not facts.libcuda and facts.tf_gpus is None
+    ok, lines = banner.diagnose(facts)
+    assert not ok and "--gpus all" in lines[0]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import os
+import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
-from .conftest import HOST_UID, engine, http_get
+from .conftest import ENGINE, HOST_UID, ROOT, engine, free_port, host_workdir, http_get
 
 pytestmark = pytest.mark.image
 
@@ -72,3 +78,70 @@ def test_banner_says_why_no_gpu_and_prints_the_url(jupyter) -> None:
     logs = tracker.logs(server.cid)
     assert "[keras-workstation] GPU: not used: this is the CPU variant" in logs, logs[-2000:]
     assert f"http://localhost:8888/lab?token={server.token}" in logs
+
+
+def wait_for_api(base: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if http_get(f"{base}/api", timeout=3)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"{base}/api never answered")
+
+
+def test_hashed_password_logs_in_and_the_token_still_works(containers, tmp_path_factory) -> None:
+    from jupyter_server.auth import passwd
+
+    port, token = free_port(), "kw-test-token-password-case"
+    work = host_workdir(tmp_path_factory, "password")
+    cid = containers.run(
+        "--user", f"{HOST_UID}:{HOST_UID}", "-p", f"127.0.0.1:{port}:8888", "-v", f"{work}:/work",
+        "-e", f"JUPYTER_TOKEN={token}", "-e", f"JUPYTER_PASSWORD_HASH={passwd('correct horse')}",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_api(base)
+    except AssertionError:
+        pytest.fail(containers.logs(cid)[-3000:])
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{base}/login", timeout=10).read()
+    xsrf = next(cookie.value for cookie in jar if cookie.name == "_xsrf")
+
+    def login(password: str) -> int:
+        form = urllib.parse.urlencode({"_xsrf": xsrf, "password": password}).encode()
+        try:
+            opener.open(f"{base}/login?next=/api/status", data=form, timeout=10).read()
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        with opener.open(f"{base}/api/status", timeout=10) as response:
+            return response.status
+
+    assert login("wrong horse") == 401
+    assert login("correct horse") == 200
+    assert http_get(f"{base}/api/status?token={token}")[0] == 200
+    assert http_get(f"{base}/api/status")[0] == 403
+
+
+def test_make_jupyter_script_prints_a_working_url(containers, tmp_path_factory) -> None:
+    port, name = free_port(), f"kw-test-run-jupyter-{os.getpid()}"
+    work = host_workdir(tmp_path_factory, "make-jupyter")
+    containers.started.append(name)  # removed by the fixture whatever happens
+    env = {**os.environ, "IMAGE": containers.image, "JUPYTER_PORT": str(port), "NAME": name,
+           "ENGINE": " ".join(ENGINE), "WORKDIR": str(work)}  # fmt: skip
+    script = str(ROOT / "docker" / "run-jupyter.sh")
+    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    urls = [line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("JupyterLab: ")]
+    assert len(urls) == 1, result.stdout
+    url = urls[0]
+    assert url.startswith(f"http://127.0.0.1:{port}/lab?token=")
+    token = url.split("token=", 1)[1]
+    assert len(token) >= 32
+    assert http_get(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
+    assert "GPU: not used: this is the CPU variant" in result.stdout
+    # Started by root (CI), the server dropped to the owner of the mounted directory.
+    assert (work / "notebooks").stat().st_uid == HOST_UID
