@@ -1,0 +1,148 @@
+"""CPU path on a fresh Debian 12: converge, idempotent re-run, the result checked with testinfra, and the
+quick smoke test run inside the provisioned chroot."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from .conftest import GPU_BRANCH, IN_CI, REPO, USER, Converged, bind_mount, converged_host
+
+pytestmark = [pytest.mark.ansible, pytest.mark.slow]
+VENV = "/opt/keras-workstation/.venv"
+UNIT = "/etc/systemd/system/jupyterlab.service"
+TOKEN = f"/home/{USER}/.config/keras-workstation/jupyter-token"
+PORT = 18888
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def locked_version(name: str) -> str:
+    match = re.search(rf'^name = "{name}"\nversion = "([^"]+)"', (REPO / "uv.lock").read_text(), re.M)
+    assert match, f"{name} is not in uv.lock"
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def host(cpu_converged: Converged) -> testinfra.host.Host:
+    return converged_host(cpu_converged)
+
+
+@pytest.fixture(scope="module")
+def proc_mounted(cpu_converged: Converged):
+    """TensorFlow and JupyterLab need /proc inside the chroot."""
+    with bind_mount(Path("proc"), cpu_converged.fs.root / "proc", kind="proc"):
+        yield cpu_converged.fs
+
+
+def test_first_converge_changes_the_machine(cpu_converged: Converged) -> None:
+    assert cpu_converged.first.rc == 0, cpu_converged.first
+    assert cpu_converged.first.recap["changed"] > 5, cpu_converged.first
+    assert "Next: make smoke-test" in cpu_converged.first.flat
+
+
+def test_rerun_changes_nothing_and_is_fast(cpu_converged: Converged) -> None:
+    assert cpu_converged.again.rc == 0, cpu_converged.again
+    assert cpu_converged.again.recap["changed"] == 0, cpu_converged.again
+    assert cpu_converged.again.seconds < 60, f"idempotent re-run took {cpu_converged.again.seconds:.0f} s"
+
+
+def test_no_gpu_means_no_driver_and_says_why(cpu_converged: Converged, host) -> None:
+    assert not host.package(f"nvidia-driver-{GPU_BRANCH}").is_installed
+    assert "no NVIDIA GPU found" in cpu_converged.first.flat
+    assert not host.file("/var/run/reboot-required").exists
+
+
+def test_docker_engine_and_group(host) -> None:
+    assert host.package("docker.io").is_installed
+    assert "docker" in host.user(USER).groups
+
+
+def test_venv_has_the_locked_tensorflow_and_keras(host, proc_mounted) -> None:
+    out = host.check_output(
+        f"{VENV}/bin/python -c 'import tensorflow as tf, keras; print(tf.__version__, keras.__version__)'"
+    )
+    assert out.split()[-2:] == [locked_version("tensorflow"), locked_version("keras")]
+    # The workloads and smoke tests are installed from the copied project.
+    host.check_output(f"{VENV}/bin/python -c 'import workloads, smoke_tests'")
+
+
+def test_unit_file_is_valid(host) -> None:
+    unit = host.file(UNIT)
+    assert unit.exists and unit.mode == 0o644
+    assert f"User={USER}" in unit.content_string
+    result = host.run(f"systemd-analyze verify {UNIT}")
+    assert result.rc == 0, result.stderr
+
+
+def test_token_file_is_private(host) -> None:
+    token = host.file(TOKEN)
+    assert token.user == USER and token.mode == 0o600
+    assert len(token.content_string.strip()) == 48
+    assert host.file(token.path.rsplit("/", 1)[0]).mode == 0o700
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of listening TCP sockets on `port` (the chroot shares the host's network)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:
+                found.add(address)
+    return found
+
+
+def test_jupyterlab_serves_on_localhost_with_the_token(cpu_converged: Converged, host, proc_mounted) -> None:
+    if listening_addresses(PORT):
+        pytest.fail(f"port {PORT} is already in use on this machine")
+    exec_start = re.search(r"^ExecStart=(.+)$", host.file(UNIT).content_string, re.M).group(1)
+    token = host.file(TOKEN).content_string.strip()
+    server = subprocess.Popen(
+        ["chroot", f"--userspec={USER}:{USER}", str(cpu_converged.fs.root), "/usr/bin/env",
+         f"HOME=/home/{USER}", "/bin/sh", "-c", f"cd /home/{USER}/notebooks && exec {exec_start}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not listening_addresses(PORT) and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert listening_addresses(PORT) == {"0100007F"}, "JupyterLab must listen on 127.0.0.1 only"
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/status?token={token}", timeout=10) as resp:
+            assert resp.status == 200 and "started" in json.load(resp)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/status", timeout=10)
+        assert refused.value.code == 403
+    finally:
+        server.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(timeout=20)
+        if server.poll() is None:
+            server.kill()
+
+
+def test_quick_smoke_test_passes_inside_the_chroot(cpu_converged: Converged, proc_mounted) -> None:
+    """Provision, then smoke-test, on the fresh OS: the end-to-end promise of `make provision`."""
+    with contextlib.ExitStack() as stack:
+        if FASHION.is_dir():
+            stack.enter_context(bind_mount(FASHION, cpu_converged.fs.root / FASHION.relative_to("/")))
+        elif IN_CI:
+            pytest.fail(f"{FASHION} is missing (apt-get install dataset-fashion-mnist)")
+        start = time.monotonic()
+        result = cpu_converged.fs.sh(
+            f"cd /opt/keras-workstation && {VENV}/bin/python -m smoke_tests --level quick --out /tmp/smoke",
+            check=False,
+        )
+        seconds = time.monotonic() - start
+    assert result.returncode == 0, (
+        f"smoke test failed after {seconds:.0f} s:\n{result.stdout[-5000:]}\n{result.stderr[-3000:]}"
+    )
