@@ -72,3 +72,30 @@ notebooks: setup ## Build the notebooks' .ipynb (build/notebooks) from their jup
 	@mkdir -p build/notebooks
 	for src in notebooks/*.py; do $(VENV)/bin/jupytext --quiet --to ipynb --output "build/notebooks/$$(basename "$${src%.py}").ipynb" "$$src"; done
 	@ls build/notebooks
+
+# --- Provisioning (issue 5: ansible/, tests/ansible, scripts/dummy-nvidia-repo.sh) ---------------------------
+# Ansible comes from uv.lock's dev group, in its own small environment: provisioning needs no TensorFlow.
+ANSIBLE_VENV     := .cache/ansible-venv
+HOSTS            ?= localhost
+# Local runs: the user who ran make (also under sudo). Remote runs: the role default (the SSH user).
+WORKSTATION_USER ?= $(if $(filter localhost,$(HOSTS)),$(or $(SUDO_USER),$(USER)))
+# auto: ask for the sudo password unless this is a local run as root; no: passwordless sudo.
+BECOME_ASK       ?= auto
+PROVISION_ARGS   ?=
+PROVISION_CMD = cd ansible && ../$(ANSIBLE_VENV)/bin/ansible-playbook site.yml \
+	$(if $(filter localhost,$(HOSTS)),,-i '$(HOSTS),') \
+	$(if $(WORKSTATION_USER),-e workstation_user=$(WORKSTATION_USER)) -e python_env_uv_version=$(UV_VERSION) \
+	$(if $(filter no,$(BECOME_ASK)),,$(if $(and $(filter localhost,$(HOSTS)),$(filter 0,$(shell id -u))),,--ask-become-pass)) \
+	$(PROVISION_ARGS)
+
+.PHONY: provision provision-check
+
+$(ANSIBLE_VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(ANSIBLE_VENV) $(UV) sync --frozen --only-group dev --python $(PYTHON_SYSTEM)
+	@touch $@
+
+provision: $(ANSIBLE_VENV)/.synced ## Provision this machine, or HOSTS=h1,h2: driver, Docker, toolkit, venv, JupyterLab
+	$(PROVISION_CMD)
+
+provision-check: $(ANSIBLE_VENV)/.synced ## What `make provision` would change (--check --diff); changes nothing
+	$(PROVISION_CMD) --check --diff
