@@ -73,7 +73,8 @@ def _message(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return crash.message.strip()
+        # The first line: pytest's assertion introspection follows on the next lines.
+        return crash.message.strip().splitlines()[0].removeprefix("Failed: ")
     return str(report.longrepr or "").strip().splitlines()[-1] if report.longrepr else ""
 
 
