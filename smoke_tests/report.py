@@ -157,7 +157,7 @@ _CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border
 td,th{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top;text-align:left}
 .passed{background:#dfd}.failed,.error,.invalid{background:#fdd}.skipped{background:#eee}
 .banner{padding:.6em;font-weight:bold;font-size:1.2em}.warn{background:#ffc;padding:.5em;font-weight:bold}
-img{max-width:100%;border:1px solid #ddd;margin:4px 0}code,pre{font-size:12px}"""
+img{max-width:min(100%,640px);border:1px solid #ddd;margin:4px 0}code,pre{font-size:12px}"""
 
 
 def _img(report_dir: Path, rel: str) -> str:
@@ -190,12 +190,15 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
             f"<td>{c['status']}</td><td>{c['duration_s']}</td><td>{_figures_text(c)}</td><td>{note}{warns}</td></tr>"
         )
     plots = [
-        _img(report_dir, p)
+        f"<h3>{esc(c['category'])}/{esc(c['name'])}</h3>" + "".join(_img(report_dir, p) for p in c["plots"])
         for c in report["checks"]
-        for p in c.get("plots", [])
+        if c.get("plots") and all((report_dir / p).is_file() for p in c["plots"])
+    ]
+    extra = [
+        "<h3>NVML telemetry in the timed windows</h3>" + _img(report_dir, p)
+        for p in report.get("charts", [])
         if (report_dir / p).is_file()
     ]
-    extra = [_img(report_dir, p) for p in report.get("charts", []) if (report_dir / p).is_file()]
     comparison = report.get("comparison")
     comp_html = ""
     if comparison:
