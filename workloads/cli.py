@@ -48,7 +48,30 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR"
     )
+    _add_viz_transfer_assets(sub, common)
     return parser
+
+
+def _add_viz_transfer_assets(sub, common: argparse.ArgumentParser) -> None:
+    """Issue 3: convnet-viz, transfer and assets (options documented in workloads/README-viz-transfer.md)."""
+    viz = sub.add_parser("convnet-viz", parents=[common], help="activations, filter patterns, Grad-CAM")
+    viz.add_argument("--model", help="a saved .keras model (MNIST stage 5), or 'xception' (with --image)")
+    viz.add_argument("--image", type=Path, help="a photo for --model xception")
+    viz.add_argument("--weights", help="Xception weights: imagenet (default), a local .h5 file, or none")
+    viz.add_argument("--layer", help="layer for the filter patterns (default: the last Conv2D)")
+    viz.add_argument("--cam-layer", help="layer for Grad-CAM (default: the last 4-D feature maps)")
+
+    transfer = sub.add_parser("transfer", parents=[common], help="transfer learning: InceptionV3, or self")
+    transfer.add_argument("--base", choices=("self", "inception_v3"), default="self", help="default self")
+    transfer.add_argument("--weights", help="inception_v3: imagenet (default), a local no-top .h5, or none")
+    transfer.add_argument("--labels-per-class", type=int, help="self: labels per new class (default 20)")
+
+    assets = sub.add_parser("assets", help="offline assets: fetch, verify, pack, install (no Keras backend)")
+    assets.add_argument("action", choices=("fetch", "verify", "pack", "install", "list"))
+    assets.add_argument("--bundle", type=Path, default=Path("keras-assets"), help="bundle folder")
+    assets.add_argument("--archive", type=Path, help="pack: the .tar to write; install: a .tar to install")
+    assets.add_argument("--only", nargs="+", metavar="NAME", help="fetch only these assets")
+    assets.add_argument("--keras-home", type=Path, help="install target (default $KERAS_HOME, else ~/.keras)")
 
 
 def _check_positive(args: argparse.Namespace) -> None:
@@ -64,16 +87,21 @@ def dispatch(args: argparse.Namespace) -> int:
     """Choose the backend, then import and run the chosen workload (Keras is first imported here)."""
     from workloads.backend import seed_everything, select_backend
     from workloads.run import RunContext, default_out_dir, prepare_out_dir
-    from workloads.training import progress_verbosity
 
+    if args.workload == "assets":  # files only: no Keras backend needed
+        from workloads import assets
+
+        return assets.main(args)
     _check_positive(args)
     if args.workload == "mnist" and not 1 <= args.stage <= 5:
         raise errors.InputError(f"unknown stage {args.stage}: the ladder has stages 1-5")
+    out_dir = prepare_out_dir(args.out or getattr(args, "resume", None) or default_out_dir(args.workload))
     backend = select_backend(args.backend)
-    out_dir = args.out or (getattr(args, "resume", None)) or default_out_dir(args.workload)
+    from workloads.training import progress_verbosity  # imports keras: only once the backend is chosen
+
     ctx = RunContext(
         workload=args.workload,
-        out_dir=prepare_out_dir(out_dir),
+        out_dir=out_dir,
         backend=backend,
         seed=args.seed,
         deterministic=args.deterministic,
@@ -90,6 +118,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from workloads import mnist
 
         return mnist.main(ctx, args)
+    if args.workload == "convnet-viz":
+        from workloads import convnet_viz
+
+        return convnet_viz.main(ctx, args)
+    if args.workload == "transfer":
+        from workloads import transfer
+
+        return transfer.main(ctx, args)
     raise errors.InputError(f"unknown workload {args.workload!r}")
 
 

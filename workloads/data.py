@@ -142,14 +142,21 @@ def load_mnist(data_dir: Path | None = None, allow_download: bool = True) -> Ima
 def _load_keras_mnist(allow_download: bool) -> ImageDataset | None:
     import keras
 
-    cached = (keras_home() / "datasets" / "mnist.npz").is_file()
+    cache_file = keras_home() / "datasets" / "mnist.npz"
+    cached = cache_file.is_file()
     if not cached and not allow_download:
         return None
+    info = KNOWN_DATASETS["mnist"]
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(20)  # an offline machine should fall back quickly, not hang
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as exc:
+        # What keras.datasets.mnist.load_data() does, with the cache folder read now (Keras reads
+        # $KERAS_HOME once, at import): download once, check the sha256, reuse the cached copy.
+        path = keras.utils.get_file("mnist.npz", origin=info["origin"], file_hash=info["sha256"],
+                                    cache_dir=str(keras_home()))
+        with np.load(path, allow_pickle=False) as f:
+            x_train, y_train, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    except Exception as exc:  # noqa: BLE001 - any download failure means: use the fallback
         print(f"MNIST download failed ({type(exc).__name__}: {str(exc)[:120]})")
         return None
     finally:

@@ -218,15 +218,18 @@ def plot_ladder(stage_results: dict[int, dict], path: Path) -> str:
 
 
 # --- The whole run ------------------------------------------------------------------------------------------
-def run_stage(ctx: RunContext, cfg: StageConfig, data_dir: Path | None, resume: Path | None = None) -> None:
-    """One stage: data, model (or the checkpoint of an interrupted run), train, evaluate, plot."""
+def run_stage(ctx: RunContext, cfg: StageConfig, data_dir: Path | None, epochs: int | None = None,
+              resume: Path | None = None) -> None:
+    """One stage: data, model (or the checkpoint of an interrupted run), train, evaluate, plot.
+
+    `epochs`: None means the recipe's (or one epoch with --quick).
+    """
     p = ctx.partial
     p.update(variant=f"stage{cfg.stage}", stage=f"stage{cfg.stage}", device=backend.device_description())
     ds = load_data(data_dir, ctx.quick, cfg, seed=ctx.seed)
     p["dataset"] = ds.describe()
-    epochs = cfg.epochs
-    if ctx.quick:
-        epochs = cfg.fallback_quick_epochs if ds.fallback else cfg.quick_epochs
+    if epochs is None:
+        epochs = (cfg.fallback_quick_epochs if ds.fallback else cfg.quick_epochs) if ctx.quick else cfg.epochs
     p["hyperparameters"] = {**asdict(cfg), "epochs_run": epochs}
     history = p.setdefault("history", {})
     state = {
@@ -268,20 +271,20 @@ def main(ctx: RunContext, args) -> int:
     """CLI entry: one stage, --ladder, or --resume of an interrupted run."""
     from workloads.run import execute
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    overrides = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
     if args.resume:
         _, saved = load_checkpoint(args.resume)
         cfg = StageConfig(**saved["config"])
         ctx.quick, ctx.seed = saved["quick"], saved["seed"]
         data_dir = Path(saved["data"]) if saved["data"] else None
-        return execute(ctx, lambda c: run_stage(c, cfg, data_dir, resume=args.resume))
+        return execute(ctx, lambda c: run_stage(c, cfg, data_dir, saved["epochs"], resume=args.resume))
     if args.ladder:
-        return run_ladder(ctx, args.data, overrides)
+        return run_ladder(ctx, args.data, overrides, args.epochs)
     cfg = stage_config(args.stage, **overrides)
-    return execute(ctx, lambda c: run_stage(c, cfg, args.data))
+    return execute(ctx, lambda c: run_stage(c, cfg, args.data, args.epochs))
 
 
-def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict) -> int:
+def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: int | None = None) -> int:
     """All five stages, each in its own sub-folder with its own result.json, then the ladder's result."""
     import json
 
@@ -302,7 +305,7 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict) -> int:
         )
         sub.out_dir.mkdir(parents=True, exist_ok=True)
         cfg = stage_config(stage, **overrides)
-        codes.append(execute(sub, lambda c, cfg=cfg: run_stage(c, cfg, data_dir), summary=False))
+        codes.append(execute(sub, lambda c, cfg=cfg: run_stage(c, cfg, data_dir, epochs), summary=False))
         stage_results[stage] = json.loads((sub.out_dir / "result.json").read_text())
 
     def ladder(c: RunContext) -> None:

@@ -1,0 +1,1 @@
+"""`make bench`: the tutorials' plain code against our workloads, side by side in one run."""

@@ -1,0 +1,170 @@
+"""The IDX reader and the MNIST loading chain: real files, broken files, the fallback."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workloads import data
+from workloads.errors import InputError
+
+
+def write_idx(
+    path: Path, array: np.ndarray, magic: int | None = None, compress: bool = True, cut: int = 0
+) -> Path:
+    array = np.asarray(array, dtype=np.uint8)
+    magic = magic if magic is not None else (0x0803 if array.ndim == 3 else 0x0801)
+    raw = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes()
+    raw = raw[: len(raw) - cut] if cut else raw
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(raw))
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def make_idx_dir(
+    root: Path,
+    n_train: int = 30,
+    n_test: int = 20,
+    compress: bool = True,
+    test_labels: np.ndarray | None = None,
+) -> Path:
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    write_idx(root / "train-images-idx3-ubyte", rng.integers(0, 255, (n_train, 28, 28)), compress=compress)
+    write_idx(root / "train-labels-idx1-ubyte", rng.integers(0, 10, n_train), compress=compress)
+    write_idx(root / "t10k-images-idx3-ubyte", rng.integers(0, 255, (n_test, 28, 28)), compress=compress)
+    labels = test_labels if test_labels is not None else rng.integers(0, 10, n_test)
+    write_idx(root / "t10k-labels-idx1-ubyte", labels, compress=compress)
+    return root
+
+
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
+def test_reads_gzip_and_raw_idx(tmp_path, compress):
+    ds = data.load_idx_dir(make_idx_dir(tmp_path / "d", compress=compress))
+    assert ds.x_train.shape == (30, 28, 28) and ds.x_test.shape == (20, 28, 28)
+    assert ds.y_train.shape == (30,) and ds.name == "idx" and not ds.fallback
+
+
+def test_recognises_mnist_by_its_test_labels(tmp_path):
+    head = data.KNOWN_DATASETS["mnist"]["test_labels_head"]
+    ds = data.load_idx_dir(make_idx_dir(tmp_path / "d", test_labels=np.array(head)))
+    assert ds.name == "mnist"
+
+
+def test_reads_debian_fashion_mnist(fashion_mnist):
+    ds = data.load_idx_dir(fashion_mnist)
+    assert ds.name == "fashion_mnist"
+    assert (len(ds.x_train), len(ds.x_test)) == (60_000, 10_000)
+    assert ds.classes[9] == "Ankle boot"
+    assert set(np.unique(ds.y_train)) == set(range(10))
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(InputError, match="no such directory"):
+        data.load_idx_dir(tmp_path / "nope")
+
+
+def test_empty_directory(tmp_path):
+    with pytest.raises(InputError, match="directory is empty"):
+        data.load_idx_dir(tmp_path)
+
+
+def test_missing_file_is_named(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    (d / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(InputError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\]"):
+        data.load_idx_dir(d)
+
+
+def test_truncated_file(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((30, 28, 28)), cut=100)
+    with pytest.raises(InputError, match=r"train-images-idx3-ubyte\.gz: truncated"):
+        data.load_idx_dir(d)
+
+
+def test_truncated_gzip_stream(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    path = d / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"t10k-images-idx3-ubyte\.gz: cannot read"):
+        data.load_idx_dir(d)
+
+
+def test_wrong_magic_number(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    write_idx(d / "train-labels-idx1-ubyte", np.zeros(30), magic=0x0803)
+    with pytest.raises(InputError, match="wrong magic number 0x00000803, expected 0x00000801"):
+        data.load_idx_dir(d)
+
+
+def test_image_label_count_mismatch(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    write_idx(d / "train-labels-idx1-ubyte", np.zeros(29))
+    with pytest.raises(InputError, match="29 labels for 30 images"):
+        data.load_idx_dir(d)
+
+
+def test_label_out_of_range(tmp_path):
+    d = make_idx_dir(tmp_path / "d")
+    write_idx(d / "t10k-labels-idx1-ubyte", np.full(20, 12))
+    with pytest.raises(InputError, match="label 12 out of range"):
+        data.load_idx_dir(d)
+
+
+def test_fallback_is_real_digits_and_announced(capsys):
+    ds = data.load_digits_fallback()
+    assert ds.fallback and ds.name == "digits_fallback"
+    assert ds.x_train.shape[1:] == (28, 28) and len(ds.x_train) + len(ds.x_test) == 1797
+    assert ds.x_train.max() > 200  # upsampled to MNIST's 0-255 range
+    assert "NOT MNIST" in capsys.readouterr().out
+
+
+def test_load_mnist_falls_back_when_offline(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
+    ds = data.load_mnist(None, allow_download=False)
+    assert ds.fallback and "NOT MNIST" in capsys.readouterr().out
+
+
+def _seed_cache(keras_home: Path) -> None:
+    rng = np.random.default_rng(1)
+    (keras_home / "datasets").mkdir()
+    np.savez(
+        keras_home / "datasets" / "mnist.npz",
+        x_train=rng.integers(0, 255, (12, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 12),
+        x_test=rng.integers(0, 255, (5, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 5),
+    )
+
+
+def test_a_corrupt_keras_cache_is_refused_by_keras(monkeypatch, tmp_path, capsys):
+    """Keras checks mnist.npz's sha256: a wrong file is not used (offline, that means the fallback)."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    _seed_cache(tmp_path)
+    ds = data.load_mnist(None, allow_download=False)
+    assert ds.fallback
+    assert "hash does not match" in capsys.readouterr().out
+
+
+def test_the_keras_cache_comes_before_the_fallback(monkeypatch, tmp_path):
+    """A cache entry whose sha256 is the expected one is used as MNIST."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    _seed_cache(tmp_path)
+    digest = hashlib.sha256((tmp_path / "datasets" / "mnist.npz").read_bytes()).hexdigest()
+    monkeypatch.setitem(data.KNOWN_DATASETS["mnist"], "sha256", digest)
+    ds = data.load_mnist(None, allow_download=False)
+    assert ds.source == "keras-cache" and ds.name == "mnist" and len(ds.x_train) == 12 and not ds.fallback
+
+
+def test_subset_caps_sizes():
+    ds = data.load_digits_fallback()
+    small = data.subset(ds, 100, 10_000)
+    assert len(small.x_train) == 100 and len(small.x_test) == len(ds.x_test)
