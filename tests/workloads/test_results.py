@@ -79,7 +79,7 @@ def test_every_threshold_in_the_file_parses():
     ]
     assert len(rules) >= 15
     for rule in rules:
-        op, value = thresholds.parse(rule)
+        _op, value = thresholds.parse(rule)
         assert 0 <= value <= 1e6
 
 
