@@ -225,6 +225,19 @@ def uv_cache_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+ASSET_FILE = "models/keras-workstation-test.txt"
+
+
+def asset_bundle(where: Path) -> Path:
+    """A tiny offline asset bundle, laid out like the Keras cache it is unpacked into."""
+    content = where / "bundle"
+    (content / ASSET_FILE).parent.mkdir(parents=True)
+    (content / ASSET_FILE).write_text("offline asset\n")
+    bundle = where / "assets.tar.gz"
+    subprocess.run(["tar", "-C", str(content), "-czf", str(bundle), "."], check=True)
+    return bundle
+
+
 @dataclass
 class Converged:
     fs: Rootfs
@@ -239,7 +252,11 @@ class Converged:
 def cpu_converged(make_rootfs, source_snapshot: Path) -> Iterator[Converged]:
     """The CPU path: every role, no GPU. Converged once, then re-run for idempotence."""
     fs = make_rootfs("ws-cpu")
-    extra: dict[str, object] = {"workstation_source_dir": str(source_snapshot), "jupyter_port": 18888}
+    extra: dict[str, object] = {
+        "workstation_source_dir": str(source_snapshot),
+        "jupyter_port": 18888,
+        "assets_bundle": str(asset_bundle(fs.root.parent)),
+    }
     with contextlib.ExitStack() as stack:
         if cache := uv_cache_dir():
             stack.enter_context(bind_mount(cache, fs.root / "mnt" / "uv-cache"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from .conftest import GPU_BRANCH, IN_CI, REPO, USER, Converged, bind_mount, converged_host
+from .conftest import ASSET_FILE, GPU_BRANCH, IN_CI, REPO, USER, Converged, bind_mount, converged_host
 
 pytestmark = [pytest.mark.ansible, pytest.mark.slow]
 VENV = "/opt/keras-workstation/.venv"
@@ -59,6 +59,12 @@ def test_no_gpu_means_no_driver_and_says_why(cpu_converged: Converged, host) -> 
     assert not host.package(f"nvidia-driver-{GPU_BRANCH}").is_installed
     assert "no NVIDIA GPU found" in cpu_converged.first.flat
     assert not host.file("/var/run/reboot-required").exists
+
+
+def test_asset_bundle_is_in_the_users_keras_cache(host) -> None:
+    asset = host.file(f"/home/{USER}/.keras/{ASSET_FILE}")
+    assert asset.content_string == "offline asset\n"
+    assert asset.user == USER
 
 
 def test_docker_engine_and_group(host) -> None:
