@@ -1,0 +1,196 @@
+"""transfer: image folders (bad input included), InceptionV3 with local weights, and --base self."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_workloads
+from tests.workloads.test_cli import assert_one_line_error
+from workloads import thresholds
+from workloads.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def tr():
+    from workloads import transfer
+
+    return transfer
+
+
+def write_images(folder: Path, count: int, colour: tuple, sizes=((40, 30), (64, 64), (23, 51))) -> None:
+    """Small RGB images of mixed sizes: one colour per class, with noise, so the classes are learnable."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(str(folder)))
+    for i in range(count):
+        w, h = sizes[i % len(sizes)]
+        pixels = np.clip(np.array(colour) + rng.normal(0, 20, (h, w, 3)), 0, 255).astype("uint8")
+        Image.fromarray(pixels).save(folder / f"img{i}.{'png' if i % 2 else 'jpg'}")
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "pets"
+    write_images(root / "cats", 8, (200, 60, 60))
+    write_images(root / "dogs", 8, (60, 60, 200))
+    (root / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (root / "dogs" / "notes.txt").write_text("not an image")
+    return root
+
+
+# --- image folders ------------------------------------------------------------------------------------------
+def test_scan_skips_and_counts_bad_files(folder, tr, capsys):
+    scan = tr.scan_image_folder(folder)
+    assert scan.classes == ["cats", "dogs"] and scan.counts == {"cats": 8, "dogs": 8}
+    reasons = sorted(r for _, r in scan.skipped)
+    assert len(reasons) == 2 and reasons[0].startswith("corrupt") and reasons[1].startswith("not an image")
+    assert "skipped 2 file(s)" in capsys.readouterr().out
+
+
+def test_folder_errors(tmp_path, tr):
+    with pytest.raises(InputError, match="no such directory"):
+        tr.scan_image_folder(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="at least 2 classes, found 0"):
+        tr.scan_image_folder(tmp_path / "empty")
+    write_images(tmp_path / "one" / "cats", 3, (1, 2, 3))
+    with pytest.raises(InputError, match="at least 2 classes, found 1"):
+        tr.scan_image_folder(tmp_path / "one")
+    write_images(tmp_path / "two" / "cats", 3, (1, 2, 3))
+    (tmp_path / "two" / "dogs").mkdir()
+    (tmp_path / "two" / "dogs" / "x.png").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="'dogs' has no readable images"):
+        tr.scan_image_folder(tmp_path / "two")
+
+
+def test_mixed_sizes_are_resized_and_bad_files_left_out(folder, tr, tmp_path):
+    cfg = tr.InceptionConfig(batch_size=4)
+    train, val, describe = tr.image_datasets(folder, cfg, seed=1, work_dir=tmp_path / "work")
+    images, labels = next(iter(train))
+    assert tuple(images.shape[1:]) == (150, 150, 3) and set(np.asarray(labels)) <= {0, 1}
+    n_train = sum(len(b[1]) for b in train)
+    n_val = sum(len(b[1]) for b in val)
+    assert n_train + n_val == 16  # the corrupt .jpg and the .txt are not in the data
+    assert describe["skipped_count"] == 2 and describe["classes"] == ["cats", "dogs"]
+
+
+# --- InceptionV3: the real recipe with a local weights file -------------------------------------------------
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory, tr) -> Path:
+    """A local no-top weights file, as `--weights FILE` gets it (saved from a weights=None InceptionV3)."""
+    import keras
+
+    path = tmp_path_factory.mktemp("weights") / "inception_notop.weights.h5"
+    keras.utils.set_random_seed(3)
+    keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(150, 150, 3)).save_weights(
+        path
+    )
+    return path
+
+
+def test_inception_base_loads_local_weights_and_fine_tunes_top_block(inception_weights, tr):
+    import keras
+
+    cfg = tr.InceptionConfig()
+    base = tr.inception_base(inception_weights, cfg)
+    assert base.output.shape[1:] == (7, 7, 768) and base.layers[-1].name == "mixed7"
+    assert not base.trainable_weights
+    reference = keras.applications.InceptionV3(include_top=False, weights=None, input_shape=(150, 150, 3))
+    reference.load_weights(inception_weights)
+    first_conv = next(lay for lay in base.layers if isinstance(lay, keras.layers.Conv2D))
+    expected = reference.get_layer(first_conv.name).get_weights()[0]
+    assert np.array_equal(first_conv.get_weights()[0], expected)
+    tuned = tr.unfreeze_top_block(base, cfg.top_block_after)
+    names = [layer.name for layer in base.layers]
+    start = names.index("mixed6") + 1
+    assert tuned > 0
+    assert all(not lay.trainable for lay in base.layers[:start])
+    for lay in base.layers[start:]:
+        assert lay.trainable == (not isinstance(lay, keras.layers.BatchNormalization))
+    model = tr.build_inception_model(base, 3, cfg)
+    assert model.output.shape[-1] == 3
+    dense = [lay for lay in model.layers if isinstance(lay, keras.layers.Dense)]
+    assert [d.units for d in dense] == [1024, 3]
+
+
+def test_inception_cli_two_phases(folder, inception_weights, tmp_path):
+    out = tmp_path / "run"
+    proc = run_workloads(
+        "transfer", "--base", "inception_v3", "--quick", "--weights", str(inception_weights),
+        "--data", str(folder), "--batch-size", "4", "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    m = result["metrics"]
+    assert result["stage"] == "inception_v3" and result["status"] == "unchecked"
+    assert 0 <= m["phase1_accuracy"] <= 1 and 0 <= m["phase2_accuracy"] <= 1
+    assert m["finetuned_base_params"] > 0
+    assert result["dataset"]["skipped_count"] == 2
+    assert {"phase1_accuracy", "phase2_accuracy", "phase1_loss"} <= set(result["history"])
+    assert result["plots"] == ["phases.png"] and (out / "phases.png").stat().st_size > 5000
+
+
+def test_missing_weights_file(tmp_path, folder):
+    proc = run_workloads(
+        "transfer", "--base", "inception_v3", "--weights", str(tmp_path / "nope.h5"), "--data", str(folder),
+        "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert_one_line_error(proc, "--weights", "no such file")
+
+
+def test_one_class_folder_cli(tmp_path):
+    write_images(tmp_path / "only" / "cats", 3, (1, 2, 3))
+    proc = run_workloads(
+        "transfer", "--base", "inception_v3", "--weights", "none", "--data", str(tmp_path / "only"),
+        "--out", str(tmp_path / "o"),
+    )  # fmt: skip
+    assert_one_line_error(proc, "at least 2 classes, found 1")
+
+
+# --- --base self on Fashion-MNIST ---------------------------------------------------------------------------
+def test_split_classes_few_labels(fashion_mnist, tr):
+    from workloads import data
+
+    ds = data.load_mnist(fashion_mnist)
+    cfg = tr.SelfConfig(labels_per_class=7, quick_pretrain_images=300, quick_test_images=100)
+    parts = tr.split_classes(ds, cfg, quick=True, seed=0)
+    assert set(parts["pretrain"][1]) <= set(range(5)) and len(parts["pretrain"][1]) == 300
+    x_few, y_few = parts["few"]
+    assert x_few.shape == (35, 28, 28, 1) and np.bincount(y_few).tolist() == [7] * 5
+    assert set(parts["test"][1]) == set(range(5)) and len(parts["test"][1]) == 100
+    with pytest.raises(InputError, match="fewer than --labels-per-class"):
+        tr.split_classes(ds, tr.SelfConfig(labels_per_class=10_000), quick=True, seed=0)
+
+
+def test_self_quick_transfer_beats_scratch(fashion_mnist, tmp_path):
+    proc = run_workloads(
+        "transfer", "--base", "self", "--quick", "--data", str(fashion_mnist), "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    m = result["metrics"]
+    assert result["status"] == "passed" and result["dataset"]["name"] == "fashion_mnist"
+    assert m["transfer_margin"] == pytest.approx(m["transfer_accuracy"] - m["scratch_accuracy"])
+    assert m["transfer_margin"] > 0 and m["pretrain_accuracy"] > 0.8
+    assert result["thresholds"]["transfer_margin"]["passed"]
+    assert result["plots"] == ["transfer_vs_scratch.png"]
+
+
+def test_margin_threshold_can_fail(tr):
+    rules = thresholds.thresholds_for("transfer", "self", "quick", "fashion_mnist")
+    assert "transfer_margin" in rules
+    assert not thresholds.check({"transfer_margin": -0.01, "transfer_accuracy": 0.5}, rules)[
+        "transfer_margin"
+    ]["passed"]
+
+
+def test_self_rejects_weights(tr):
+    args = SimpleNamespace(base="self", weights="x.h5", epochs=None, batch_size=None, learning_rate=None)
+    with pytest.raises(InputError, match="--weights is for --base inception_v3"):
+        tr.main(SimpleNamespace(), args)

@@ -1,0 +1,497 @@
+"""transfer: transfer learning, two modes on one pipeline (pretrained base, frozen; new head; fine-tune).
+
+`--base inception_v3`: the "TensorFlow in Practice" recipe in Keras 3. InceptionV3 (no top, 150x150x3) cut at
+`mixed7`, frozen; Flatten, Dense(1024, relu), Dropout(0.2), Dense(n classes); images from a folder with one
+subfolder per class; augmentation layers equal to the course's ImageDataGenerator. Phase 1 trains the head,
+phase 2 fine-tunes the top Inception block (mixed7) at a 10x smaller learning rate with batch norm frozen.
+
+`--base self`: self-contained (the classic Keras `mnist_transfer_cnn`): pretrain a convnet on classes 0-4,
+freeze its feature layers, train a new head on classes 5-9 with few labels, fine-tune; the same architecture
+trained from scratch on the same few labels is the control. The check: transfer beats scratch.
+
+Bad image folders: fewer than two classes or a class without images fail with one line; files that are not
+images (by extension) or that PIL cannot decode are SKIPPED with a warning, and counted in result.json.
+Images of mixed sizes are resized to the model's input size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from workloads import backend, data, plots
+from workloads.errors import InputError
+from workloads.run import RunContext
+from workloads.training import RunRecorder
+
+# The extensions keras.utils.image_dataset_from_directory reads.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+
+
+# --- Hyperparameters ----------------------------------------------------------------------------------------
+@dataclass
+class SelfConfig:
+    """`--base self`: pretrain on classes 0-4, transfer to classes 5-9 with few labels."""
+
+    pretrain_images: int = 30_000  # of classes 0-4 (capped at what exists)
+    quick_pretrain_images: int = 6_000
+    pretrain_epochs: int = 3
+    quick_pretrain_epochs: int = 2
+    labels_per_class: int = 20  # at 50, scratch catches up on the easy classes 5-9 (see README)
+    head_epochs: int = 20
+    finetune_epochs: int = 5
+    batch_size: int = 32
+    pretrain_batch_size: int = 64
+    learning_rate: float = 1e-3
+    finetune_factor: float = 0.1  # fine-tuning learning rate = learning_rate * this
+    test_images: int = 5_000  # of classes 5-9
+    quick_test_images: int = 2_000
+    curve_images: int = 500
+
+
+@dataclass
+class InceptionConfig:
+    """`--base inception_v3`: the course's recipe."""
+
+    image_size: int = 150
+    cut_layer: str = "mixed7"
+    top_block_after: str = "mixed6"  # fine-tune the layers after this one (the mixed7 block)
+    dense_units: int = 1024
+    dropout: float = 0.2
+    batch_size: int = 20
+    learning_rate: float = 1e-4  # the course's RMSprop(0.0001)
+    finetune_factor: float = 0.1
+    head_epochs: int = 20
+    finetune_epochs: int = 10
+    quick_head_epochs: int = 1
+    quick_finetune_epochs: int = 1
+    validation_split: float = 0.2  # when --data has no train/ and validation/ subfolders
+
+
+# --- Image folders ------------------------------------------------------------------------------------------
+@dataclass
+class FolderScan:
+    root: Path
+    classes: list[str]
+    counts: dict[str, int]
+    skipped: list[tuple[str, str]]  # (path, reason)
+
+
+def scan_image_folder(root: Path) -> FolderScan:
+    """Check a one-subfolder-per-class image folder; skip (and list) non-image and corrupt files."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--data {root}: no such directory")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise InputError(
+            f"--data {root}: needs one subfolder per class and at least 2 classes, found {len(classes)}"
+        )
+    counts, skipped = {}, []
+    for name in classes:
+        counts[name] = 0
+        for path in sorted(p for p in (root / name).rglob("*") if p.is_file()):
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append((str(path), "not an image file (extension)"))
+                continue
+            try:
+                with Image.open(path) as img:
+                    img.verify()
+                counts[name] += 1
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+                skipped.append((str(path), f"corrupt image ({type(exc).__name__})"))
+    empty = [c for c, n in counts.items() if n == 0]
+    if empty:
+        raise InputError(f"--data {root}: class folder {empty[0]!r} has no readable images")
+    for path, reason in skipped[:5]:
+        print(f"warning: skipping {path}: {reason}")
+    if skipped:
+        print(f"warning: skipped {len(skipped)} file(s) in {root} (see result.json dataset.skipped)")
+    return FolderScan(root, classes, counts, skipped)
+
+
+def clean_view(scan: FolderScan, where: Path) -> Path:
+    """A folder of symlinks to the good images only, when some were skipped (else the folder itself)."""
+    if not scan.skipped:
+        return scan.root
+    bad = {p for p, _ in scan.skipped}
+    for name in scan.classes:
+        for path in (scan.root / name).rglob("*"):
+            if path.is_file() and str(path) not in bad:
+                link = where / name / path.relative_to(scan.root / name)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    os.symlink(path.resolve(), link)
+    return where
+
+
+def image_datasets(data_dir: Path, cfg: InceptionConfig, seed: int, work_dir: Path) -> tuple:
+    """(train, validation, describe-dict): `train/` + `validation/` subfolders, or one folder split 80/20."""
+    data_dir = Path(data_dir)
+    size = (cfg.image_size, cfg.image_size)
+    common = dict(image_size=size, batch_size=cfg.batch_size, label_mode="int", follow_links=True)
+    split = (data_dir / "train").is_dir() and (data_dir / "validation").is_dir()
+    if split:
+        scans = [scan_image_folder(data_dir / "train"), scan_image_folder(data_dir / "validation")]
+        if scans[0].classes != scans[1].classes:
+            raise InputError(f"--data {data_dir}: train/ and validation/ have different class folders")
+        roots = [
+            clean_view(s, work_dir / "clean" / k) for s, k in zip(scans, ("train", "validation"), strict=True)
+        ]
+        kw = dict(common, verbose=False)
+        train = keras.utils.image_dataset_from_directory(roots[0], shuffle=True, seed=seed, **kw)
+        val = keras.utils.image_dataset_from_directory(roots[1], shuffle=False, **kw)
+        train_n, val_n = sum(scans[0].counts.values()), sum(scans[1].counts.values())
+    else:
+        scans = [scan_image_folder(data_dir)]
+        root = clean_view(scans[0], work_dir / "clean" / "all")
+        total = sum(scans[0].counts.values())
+        if total < 4:
+            raise InputError(f"--data {data_dir}: {total} images are too few to split into train/validation")
+        kw = dict(common, validation_split=cfg.validation_split, seed=seed, verbose=False)
+        train = keras.utils.image_dataset_from_directory(root, subset="training", shuffle=True, **kw)
+        val = keras.utils.image_dataset_from_directory(root, subset="validation", shuffle=True, **kw)
+        val_n = int(total * cfg.validation_split)
+        train_n = total - val_n
+    skipped = [f"{p}: {r}" for s in scans for p, r in s.skipped]
+    describe = {
+        "name": data_dir.name,
+        "source": f"folder:{data_dir}",
+        "fallback": False,
+        "train_size": train_n,
+        "test_size": val_n,
+        "classes": scans[0].classes,
+        "skipped_count": len(skipped),
+        "skipped": skipped[:50],
+    }
+    return train, val, describe
+
+
+def default_image_folder() -> Path:
+    """cats_and_dogs_filtered via the Keras cache (`assets install`) or a download."""
+    try:
+        path = keras.utils.get_file("cats_and_dogs_filtered.zip", CATS_AND_DOGS_URL, extract=True)
+    except Exception as exc:
+        raise InputError(
+            f"no --data and cats_and_dogs_filtered is neither cached nor downloadable ({str(exc)[:120]}); "
+            "pass --data DIR or install an assets bundle"
+        ) from None
+    path = Path(path)
+    return path / "cats_and_dogs_filtered" if (path / "cats_and_dogs_filtered").is_dir() else path
+
+
+# --- Models -------------------------------------------------------------------------------------------------
+def augmentation() -> keras.Sequential:
+    """The course's ImageDataGenerator as layers: rescale 1/255, rotation 40 degrees, shifts 0.2, zoom 0.2,
+    horizontal flip, fill nearest. (Its shear_range=0.2 means 0.2 degrees: a no-op, left out.)
+
+    The random layers act only in training; the rescale always.
+    """
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.Rescaling(1.0 / 255),
+            layers.RandomRotation(40 / 360, fill_mode="nearest"),
+            layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
+            layers.RandomZoom(0.2, fill_mode="nearest"),
+            layers.RandomFlip("horizontal"),
+        ],
+        name="augmentation",
+    )
+
+
+def inception_base(weights: str | Path | None, cfg: InceptionConfig) -> keras.Model:
+    """InceptionV3 without top, cut at `cfg.cut_layer`, all frozen. weights: imagenet, a local file, None."""
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise InputError(f"--weights {weights}: no such file")
+    shape = (cfg.image_size, cfg.image_size, 3)
+    try:
+        full = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=shape)
+    except Exception as exc:  # download failure, wrong or corrupt file
+        raise InputError(f"cannot load InceptionV3 weights {weights}: {str(exc)[:200]}") from None
+    try:
+        cut = full.get_layer(cfg.cut_layer)
+    except ValueError:
+        raise InputError(f"InceptionV3 has no layer {cfg.cut_layer!r}") from None
+    base = keras.Model(full.inputs[0], cut.output, name=f"inception_v3_to_{cfg.cut_layer}")
+    base.trainable = False
+    return base
+
+
+def build_inception_model(base: keras.Model, num_classes: int, cfg: InceptionConfig) -> keras.Model:
+    layers = keras.layers
+    inputs = keras.Input((cfg.image_size, cfg.image_size, 3))
+    x = augmentation()(inputs)
+    x = base(x, training=False)  # batch norm stays in inference mode, also when fine-tuning
+    x = layers.Flatten()(x)
+    x = layers.Dense(cfg.dense_units, activation="relu")(x)
+    x = layers.Dropout(cfg.dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="inception_transfer")
+
+
+def unfreeze_top_block(base: keras.Model, after: str) -> int:
+    """Make the layers after `after` trainable, batch norm excepted; return the trainable weight count."""
+    names = [layer.name for layer in base.layers]
+    if after not in names:
+        raise InputError(f"the base has no layer {after!r} to fine-tune after")
+    start = names.index(after) + 1
+    base.trainable = True
+    for i, layer in enumerate(base.layers):
+        layer.trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+    return sum(int(np.prod(w.shape)) for w in base.trainable_weights)
+
+
+def build_self_model(num_classes: int) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    """mnist_transfer_cnn: (model, feature layers). Features: conv-conv-pool-dropout-flatten."""
+    layers = keras.layers
+    features = [
+        layers.Conv2D(32, 3, activation="relu", name="feat_conv1"),
+        layers.Conv2D(32, 3, activation="relu", name="feat_conv2"),
+        layers.MaxPooling2D(2, name="feat_pool"),
+        layers.Dropout(0.25, name="feat_dropout"),
+        layers.Flatten(name="feat_flatten"),
+    ]
+    head = [
+        layers.Dense(128, activation="relu", name="head_dense"),
+        layers.Dropout(0.5, name="head_dropout"),
+        layers.Dense(num_classes, activation="softmax", name="head_out"),
+    ]
+    return keras.Sequential([keras.Input((28, 28, 1)), *features, *head], name="transfer_cnn"), features
+
+
+def new_head(features: list[keras.layers.Layer], num_classes: int) -> keras.Model:
+    """The pretrained (frozen) feature layers with a fresh classification head."""
+    for layer in features:
+        layer.trainable = False
+    fresh, _ = build_self_model(num_classes)
+    return keras.Sequential([keras.Input((28, 28, 1)), *features, *fresh.layers[len(features) :]])
+
+
+def compile_model(model: keras.Model, learning_rate: float, optimizer: str = "adam") -> keras.Model:
+    opt = (
+        keras.optimizers.RMSprop(learning_rate)
+        if optimizer == "rmsprop"
+        else keras.optimizers.Adam(learning_rate)
+    )
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+# --- Data for --base self -----------------------------------------------------------------------------------
+def split_classes(ds: data.ImageDataset, cfg: SelfConfig, quick: bool, seed: int) -> dict:
+    """Pretraining set (classes 0-4), few labels of classes 5-9 (relabelled 0-4), test sets of both."""
+    rng = np.random.default_rng(seed)
+    low_tr, high_tr = np.flatnonzero(ds.y_train < 5), np.flatnonzero(ds.y_train >= 5)
+    low_te, high_te = np.flatnonzero(ds.y_test < 5), np.flatnonzero(ds.y_test >= 5)
+    n_pre = cfg.quick_pretrain_images if quick else cfg.pretrain_images
+    n_test = cfg.quick_test_images if quick else cfg.test_images
+    pre = rng.permutation(low_tr)[:n_pre]
+    few = []
+    for cls in range(5, 10):
+        members = rng.permutation(high_tr[ds.y_train[high_tr] == cls])
+        if len(members) < cfg.labels_per_class:
+            raise InputError(
+                f"class {cls} has {len(members)} training images, fewer than --labels-per-class "
+                f"{cfg.labels_per_class}"
+            )
+        few.extend(members[: cfg.labels_per_class])
+    few = rng.permutation(np.array(few))
+    test_hi = rng.permutation(high_te)[:n_test]
+    test_lo = rng.permutation(low_te)[:n_test]
+    prep = _prepare
+    return {
+        "pretrain": (prep(ds.x_train[pre]), ds.y_train[pre]),
+        "pretrain_test": (prep(ds.x_test[test_lo]), ds.y_test[test_lo]),
+        "few": (prep(ds.x_train[few]), ds.y_train[few] - 5),
+        "test": (prep(ds.x_test[test_hi]), ds.y_test[test_hi] - 5),
+    }
+
+
+def _prepare(images: np.ndarray) -> np.ndarray:
+    return (images.astype("float32") / 255.0)[..., None]
+
+
+def load_self_data(data_dir: Path | None) -> data.ImageDataset:
+    """--data, else Fashion-MNIST from Debian's package when installed, else the MNIST chain."""
+    if data_dir is None and data.FASHION_MNIST_DIR.is_dir():
+        data_dir = data.FASHION_MNIST_DIR
+    return data.load_mnist(data_dir)
+
+
+# --- Train and evaluate -------------------------------------------------------------------------------------
+def fit(
+    model, x, y=None, *, epochs: int, batch_size: int, history: dict, prefix: str, verbose: int = 0, **kw
+):
+    """fit with a RunRecorder; its history goes into `history` under `prefix_`."""
+    steps = kw.pop("steps", None) or math.ceil(len(x) / batch_size)
+    recorder = RunRecorder(batch_size=batch_size, steps_per_epoch=steps)
+    if y is None:  # a dataset
+        model.fit(x, epochs=epochs, callbacks=[recorder], verbose=verbose, **kw)
+    else:
+        model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[recorder], verbose=verbose, **kw)
+    recorder.raise_if_diverged()
+    for key, values in recorder.history.items():
+        history[f"{prefix}_{key}"] = values
+    return recorder
+
+
+def accuracy(model: keras.Model, x, y=None) -> float:
+    if y is None:
+        return float(model.evaluate(x, verbose=0)[1])
+    return float(model.evaluate(x, y, batch_size=500, verbose=0)[1])
+
+
+def run_self(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
+    """Pretrain on 0-4; frozen features + new head on few labels of 5-9; fine-tune; scratch control."""
+    p = ctx.partial
+    p.update(variant="self", stage="self", device=backend.device_description(), plots=[])
+    ds = load_self_data(data_dir)
+    parts = split_classes(ds, cfg, ctx.quick, ctx.seed)
+    pre_epochs = cfg.quick_pretrain_epochs if ctx.quick else cfg.pretrain_epochs
+    p["dataset"] = {
+        **ds.describe(),
+        "train_size": len(parts["pretrain"][0]) + len(parts["few"][0]),
+        "test_size": len(parts["test"][0]),
+        "pretrain_classes": ds.classes[:5],
+        "transfer_classes": ds.classes[5:],
+    }
+    p["hyperparameters"] = {**asdict(cfg), "pretrain_epochs_run": pre_epochs}
+    history = p.setdefault("history", {})
+    metrics = p.setdefault("metrics", {})
+    x_few, y_few = parts["few"]
+    x_test, y_test = parts["test"]
+    curve = (x_test[: cfg.curve_images], y_test[: cfg.curve_images])  # per-epoch curves; final scores use all
+
+    model, features = build_self_model(5)
+    compile_model(model, cfg.learning_rate)
+    rec = fit(model, *parts["pretrain"], epochs=pre_epochs, batch_size=cfg.pretrain_batch_size,
+              history=history, prefix="pretrain", verbose=ctx.verbose)  # fmt: skip
+    metrics["pretrain_accuracy"] = accuracy(model, *parts["pretrain_test"])
+
+    transfer = compile_model(new_head(features, 5), cfg.learning_rate)
+    fit(transfer, x_few, y_few, epochs=cfg.head_epochs, batch_size=cfg.batch_size, history=history,
+        prefix="head", validation_data=curve)  # fmt: skip
+    metrics["head_accuracy"] = accuracy(transfer, x_test, y_test)
+    for layer in features:
+        layer.trainable = True
+    compile_model(transfer, cfg.learning_rate * cfg.finetune_factor)
+    fit(transfer, x_few, y_few, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, history=history,
+        prefix="finetune", validation_data=curve)  # fmt: skip
+    metrics["transfer_accuracy"] = accuracy(transfer, x_test, y_test)
+
+    scratch, _ = build_self_model(5)
+    compile_model(scratch, cfg.learning_rate)
+    fit(scratch, x_few, y_few, epochs=cfg.head_epochs + cfg.finetune_epochs, batch_size=cfg.batch_size,
+        history=history, prefix="scratch", validation_data=curve)  # fmt: skip
+    metrics["scratch_accuracy"] = accuracy(scratch, x_test, y_test)
+    metrics["transfer_margin"] = metrics["transfer_accuracy"] - metrics["scratch_accuracy"]
+    p["timings"] = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    p["plots"].append(plot_self(history, metrics, ctx.out_dir / "transfer_vs_scratch.png", ds.name))
+
+
+def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, weights) -> None:
+    """The course's recipe: phase 1 (head), phase 2 (fine-tune mixed7 at lr/10, batch norm frozen)."""
+    p = ctx.partial
+    p.update(variant="inception_v3", stage="inception_v3", device=backend.device_description(), plots=[])
+    folder = Path(data_dir) if data_dir is not None else default_image_folder()
+    train, val, describe = image_datasets(folder, cfg, ctx.seed, ctx.out_dir)
+    p["dataset"] = describe
+    head_epochs = cfg.quick_head_epochs if ctx.quick else cfg.head_epochs
+    tune_epochs = cfg.quick_finetune_epochs if ctx.quick else cfg.finetune_epochs
+    p["hyperparameters"] = {**asdict(cfg), "weights": str(weights), "epochs_run": [head_epochs, tune_epochs]}
+    history = p.setdefault("history", {})
+    metrics = p.setdefault("metrics", {})
+
+    base = inception_base(weights, cfg)
+    model = compile_model(
+        build_inception_model(base, len(describe["classes"]), cfg), cfg.learning_rate, "rmsprop"
+    )
+    metrics["head_trainable_params"] = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    steps = math.ceil(describe["train_size"] / cfg.batch_size)
+    rec = fit(model, train, epochs=head_epochs, batch_size=cfg.batch_size, history=history, prefix="phase1",
+              validation_data=val, steps=steps, verbose=ctx.verbose)  # fmt: skip
+    metrics["phase1_accuracy"] = accuracy(model, val)
+    metrics["finetuned_base_params"] = unfreeze_top_block(base, cfg.top_block_after)
+    compile_model(model, cfg.learning_rate * cfg.finetune_factor, "rmsprop")
+    fit(model, train, epochs=tune_epochs, batch_size=cfg.batch_size, history=history, prefix="phase2",
+        validation_data=val, steps=steps, verbose=ctx.verbose)  # fmt: skip
+    metrics["phase2_accuracy"] = accuracy(model, val)
+    p["timings"] = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    p["plots"].append(plot_phases(history, ctx.out_dir / "phases.png", describe["name"]))
+
+
+# --- Plot ---------------------------------------------------------------------------------------------------
+def plot_self(history: dict, metrics: dict, path: Path, name: str) -> str:
+    """Validation accuracy per epoch: frozen head then fine-tuning, against training from scratch."""
+    fig, (ax1, ax2) = plots.plt.subplots(1, 2, figsize=(11, 4))
+    head, tune = history.get("head_val_accuracy", []), history.get("finetune_val_accuracy", [])
+    ax1.plot(range(1, len(head) + 1), head, label="transfer: new head (base frozen)")
+    ax1.plot(range(len(head) + 1, len(head) + len(tune) + 1), tune, label="transfer: fine-tuning")
+    scratch = history.get("scratch_val_accuracy", [])
+    ax1.plot(range(1, len(scratch) + 1), scratch, label="from scratch")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("accuracy on classes 5-9 (test)")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    keys = ["pretrain_accuracy", "head_accuracy", "transfer_accuracy", "scratch_accuracy"]
+    bars = ax2.bar([k.replace("_accuracy", "") for k in keys], [100 * metrics[k] for k in keys])
+    ax2.bar_label(bars, fmt="%.1f%%")
+    ax2.set_ylabel("test accuracy (%)")
+    ax2.set_title(f"margin transfer - scratch: {100 * metrics['transfer_margin']:+.1f} points")
+    fig.suptitle(f"{name}: transfer from classes 0-4 to 5-9 with few labels")
+    return plots.save(fig, path)
+
+
+def plot_phases(history: dict, path: Path, name: str) -> str:
+    fig, ax = plots.plt.subplots(figsize=(6, 4))
+    offset = 0
+    for phase in ("phase1", "phase2"):
+        for split, style in (("accuracy", "-"), ("val_accuracy", "--")):
+            values = history.get(f"{phase}_{split}", [])
+            ax.plot(
+                range(offset + 1, offset + len(values) + 1),
+                values,
+                style,
+                marker="o",
+                label=f"{phase} {split}",
+            )
+        offset += len(history.get(f"{phase}_accuracy", []))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{name}: head (phase 1), then fine-tuning mixed7 (phase 2)")
+    return plots.save(fig, path)
+
+
+# --- CLI ----------------------------------------------------------------------------------------------------
+def _config(cls, **overrides):
+    """A recipe dataclass with the options the user gave (None: keep the recipe's value)."""
+    return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(ctx: RunContext, args) -> int:
+    from workloads.run import execute
+
+    common = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    if args.base == "self":
+        if args.weights is not None:
+            raise InputError("--weights is for --base inception_v3")
+        cfg = _config(SelfConfig, head_epochs=args.epochs, labels_per_class=args.labels_per_class, **common)
+        if cfg.labels_per_class < 1:
+            raise InputError(f"--labels-per-class must be at least 1, got {cfg.labels_per_class}")
+        return execute(ctx, lambda c: run_self(c, cfg, args.data))
+    cfg = _config(InceptionConfig, head_epochs=args.epochs, quick_head_epochs=args.epochs, **common)
+    weights = None if args.weights == "none" else (args.weights or "imagenet")
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise InputError(f"--weights {weights}: no such file")
+    return execute(ctx, lambda c: run_inception(c, cfg, args.data, weights))
