@@ -69,14 +69,14 @@ def build_info() -> dict[str, Any] | None:
             cuda_versions = None
         if cuda_versions is None:
             return None
-        version = (
-            getattr(cuda_versions, "cuda_runtime_build_version", None)
-            or cuda_versions.cuda_runtime_get_version
-        )
+        runtime = getattr(cuda_versions, "cuda_runtime_get_version", None)
+        cudnn = getattr(cuda_versions, "cudnn_get_version", None)
+        if runtime is None:
+            return None
         return {
-            "source": f"jax {jax.__version__}",
-            "cuda_version": _cuda_int(version()),
-            "cudnn_version": str(getattr(cuda_versions, "cudnn_get_version", lambda: None)()),
+            "source": f"jax {jax.__version__} (the CUDA runtime it loaded)",
+            "cuda_version": _cuda_int(runtime()),
+            "cudnn_version": str(cudnn()) if cudnn else None,
             "archs": [],  # jaxlib does not list the architectures it was built for
         }
     if name() == "torch":
