@@ -74,7 +74,13 @@ def _message(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
         # The first line: pytest's assertion introspection follows on the next lines.
-        return crash.message.strip().splitlines()[0].removeprefix("Failed: ")
+        first = crash.message.strip().splitlines()[0].removeprefix("Failed: ")
+        if first.startswith("Timeout (>"):
+            limit = first.removeprefix("Timeout (>").split(")")[0]
+            return (
+                f"the check hung and was stopped after {limit} (check_timeout_s in smoke_tests/settings.toml)"
+            )
+        return first
     return str(report.longrepr or "").strip().splitlines()[-1] if report.longrepr else ""
 
 
