@@ -503,6 +503,7 @@ def visualize(
     return {
         "activation_layers": checks,
         "activation_shapes_ok": all(c["shape_ok"] for c in checks.values()),
+        "activation_shape_mismatches": sum(not c["shape_ok"] for c in checks.values()),
         "zero_channel_fraction_max": max(c["zero_channel_fraction"] for c in checks.values()),
         "filter_layer": layer_name,
         **filter_checks(start, end),

@@ -73,7 +73,7 @@ def test_quick_run_passes_pointing_game(tmp_path):
     m = result["metrics"]
     assert result["status"] == "passed" and result["stage"] == "canvas"
     assert m["pointing_game"] >= 0.85 and m["pointing_game"] > 2 * m["pointing_game_chance"]
-    assert m["activation_shapes_ok"] is True
+    assert m["activation_shapes_ok"] is True and m["activation_shape_mismatches"] == 0
     assert set(m["activation_layers"]) == {"relu1", "relu2", "relu3"}
     assert m["activation_layers"]["relu1"]["shape"] == [56, 56, 16]
     assert m["filter_rise_fraction"] >= 0.9 and m["filter_activation_ratio_median"] > 1
