@@ -36,9 +36,11 @@ setup: $(VENV)/.synced ## Create .venv from uv.lock (hashes checked)
 test: setup ## Run the project's own tests (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: setup ## ruff, ansible-lint, hadolint
+lint: setup ## ruff, ansible-lint (production profile), hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/bench/bench.json
 	$(PY) -m benchmarks

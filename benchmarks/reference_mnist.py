@@ -18,8 +18,8 @@ import tensorflow as tf
 BATCH_SIZE = 64
 arrays = np.load(sys.argv[1])
 EPOCHS = int(sys.argv[2])
-x_train, y_train = arrays["x_train"].astype("float32") / 255.0, arrays["y_train"]
-x_test, y_test = arrays["x_test"].astype("float32") / 255.0, arrays["y_test"]
+x_train, y_train = arrays["x_train"].reshape(-1, 28 * 28).astype("float32") / 255.0, arrays["y_train"]
+x_test, y_test = arrays["x_test"].reshape(-1, 28 * 28).astype("float32") / 255.0, arrays["y_test"]
 
 training_dataset = (
     tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(5000).batch(BATCH_SIZE).repeat()
@@ -29,7 +29,8 @@ steps_per_epoch = math.ceil(len(x_train) / BATCH_SIZE)
 
 model = keras.Sequential(
     [
-        keras.layers.Reshape(input_shape=(28 * 28,), target_shape=(28, 28, 1)),
+        keras.Input(shape=(28 * 28,)),
+        keras.layers.Reshape(target_shape=(28, 28, 1)),
         keras.layers.Conv2D(kernel_size=3, filters=12, use_bias=False, padding="same"),
         keras.layers.BatchNormalization(center=True, scale=False),
         keras.layers.Activation("relu"),
@@ -54,8 +55,6 @@ model.compile(
 )
 lr_decay = keras.callbacks.LearningRateScheduler(lambda epoch: 0.01 * math.pow(0.666, epoch))
 
-training_dataset = training_dataset.map(lambda x, y: (tf.reshape(x, (28 * 28,)), y))
-validation_dataset = validation_dataset.map(lambda x, y: (tf.reshape(x, (28 * 28,)), y))
 start = time.perf_counter()
 model.fit(
     training_dataset,
