@@ -69,11 +69,16 @@ else
         extra+=(--format docker --network host)
     fi
     echo "building $tag (variant $variant, base ${base:-Dockerfile default}) with ${engine[*]}" >&2
+    previous=$("${engine[@]}" image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     start=$(date +%s)
     "${engine[@]}" build "${extra[@]}" "${build_args[@]}" \
         --label "org.keras-workstation.context=$context_hash" \
         -f docker/Dockerfile -t "$tag" .
     seconds=$(($(date +%s) - start))
+    # The image this tag pointed to is now untagged: remove it (3 GB each) unless a container still uses it.
+    if [[ -n $previous && $previous != $("${engine[@]}" image inspect --format '{{.Id}}' "$tag") ]]; then
+        "${engine[@]}" rmi "$previous" >/dev/null 2>&1 || true
+    fi
 fi
 
 size=$("${engine[@]}" image inspect --format '{{.Size}}' "$tag")
