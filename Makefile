@@ -101,3 +101,15 @@ provision: $(ANSIBLE_VENV)/.synced ## Provision this machine, or HOSTS=h1,h2: dr
 
 provision-check: $(ANSIBLE_VENV)/.synced ## What `make provision` would change (--check --diff); changes nothing
 	$(PROVISION_CMD) --check --diff
+
+# --- Offline assets (issue 3: workloads/assets.py, workloads/assets.toml) ------------------------------------
+ASSETS_BUNDLE ?= keras-assets
+
+.PHONY: assets-fetch assets-install
+
+assets-fetch: setup ## Download MNIST, ImageNet weights, transfer datasets into ASSETS_BUNDLE and pack a .tar
+	$(PY) -m workloads assets fetch --bundle $(ASSETS_BUNDLE)
+	$(PY) -m workloads assets pack --bundle $(ASSETS_BUNDLE) --archive $(ASSETS_BUNDLE).tar
+
+assets-install: setup ## Verify ASSETS_BUNDLE.tar and install it into the Keras cache ($KERAS_HOME or ~/.keras)
+	$(PY) -m workloads assets install --archive $(ASSETS_BUNDLE).tar
