@@ -101,7 +101,7 @@ def test_junit_xml_lists_every_check(report: dict[str, Any], smoke_run: Any) -> 
     assert len(suite.findall(".//testcase")) == len(report["checks"])
 
 
-def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: Any) -> None:
+def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: Any, tmp_path: Path) -> None:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         _missing("chromium and chromium-driver are not installed")
@@ -120,7 +120,7 @@ def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: An
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={smoke_run[1] / '.chromium'}",
+        f"--user-data-dir={tmp_path / 'chromium'}",
     ):
         opts.add_argument(flag)
     browser = webdriver.Chrome(service=Service(driver), options=opts)
@@ -137,10 +137,8 @@ def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: An
         browser.quit()
 
 
-def test_baseline_comparison_flags_a_regression(
-    report: dict[str, Any], smoke_run: Any, tmp_path: Path
-) -> None:
-    # An earlier "machine" that was 10x faster at fp32 matmul and had another Keras.
+def test_baseline_regression_and_require_gpu(report: dict[str, Any], tmp_path: Path) -> None:
+    # An earlier "machine" that was 10x faster at fp32 matmul and had another Keras; and REQUIRE_GPU=1.
     baseline = json.loads(json.dumps(report))
     for c in baseline["checks"]:
         if c["name"] == "matmul_tflops[fp32]":
@@ -148,24 +146,18 @@ def test_baseline_comparison_flags_a_regression(
     baseline["fingerprint"]["packages"]["keras"] = "0.0.1"
     (tmp_path / "baseline.json").write_text(json.dumps(baseline))
     proc = subprocess.run(
-        [sys.executable, "-m", "smoke_tests", "-k", "environment_variables or matmul_tflops",
+        [sys.executable, "-m", "smoke_tests", "-k", "nvml_loads or environment_variables or matmul_tflops",
          "--baseline", str(tmp_path / "baseline.json"), "--out", str(tmp_path / "run")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 1, proc.stdout[-3000:]
-    comparison = json.loads((tmp_path / "run" / "report.json").read_text())["comparison"]
-    assert [r["figure"] for r in comparison["regressions"]] == ["fp32_tflops"]
-    assert "packages" in comparison["fingerprint_changed"]
-    assert "1 regression(s)" in proc.stdout and "fingerprint changed: " in proc.stdout
-
-
-def test_require_gpu_turns_no_gpu_into_a_failure(report: dict[str, Any], tmp_path: Path) -> None:
-    if report["gpu"]["available"]:
-        pytest.skip("this machine has a GPU: REQUIRE_GPU=1 passes here")
-    proc = subprocess.run(
-        [sys.executable, "-m", "smoke_tests", "-k", "nvml_loads", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "REQUIRE_GPU": "1"},
     )  # fmt: skip
-    assert proc.returncode == 1
-    assert "no NVIDIA GPU found" in proc.stdout and "REQUIRE_GPU=1" in proc.stdout
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    rerun = json.loads((tmp_path / "run" / "report.json").read_text())
+    comparison = rerun["comparison"]
+    assert [r["figure"] for r in comparison["regressions"] if "figure" in r] == ["fp32_tflops"]
+    assert "packages" in comparison["fingerprint_changed"]
+    assert "regression(s)" in proc.stdout and "fingerprint changed: " in proc.stdout
+    if not report["gpu"]["available"]:  # no GPU here: REQUIRE_GPU=1 makes that a failure
+        nvml_check = next(c for c in rerun["checks"] if c["name"] == "nvml_loads")
+        assert nvml_check["status"] == "failed" and "REQUIRE_GPU=1" in nvml_check["message"]
+        assert "no NVIDIA GPU found" in proc.stdout and "REQUIRE_GPU=1" in proc.stdout
