@@ -6,7 +6,8 @@ import os
 import statistics
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,25 @@ def pcie_theoretical_gbs(gen: Any, width: Any) -> float | None:
     if isinstance(gen, int) and isinstance(width, int) and gen in PCIE_LANE_GBS:
         return round(PCIE_LANE_GBS[gen] * width, 1)
     return None
+
+
+class Window:
+    """What a timed window saw: the NVML telemetry samples (none on a CPU)."""
+
+    def __init__(self) -> None:
+        self.samples: list[dict[str, Any]] = []
+
+
+@contextmanager
+def timed_window(check: Any, label: str, gpu: bool) -> Iterator[Window]:
+    """Sample NVML telemetry during a timed window (GPU only) and keep it in the check's record."""
+    window = Window()
+    if not gpu:
+        yield window
+        return
+    from smoke_tests.nvml import TelemetrySampler
+
+    with TelemetrySampler(interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
+        yield window
+    window.samples = sampler.samples
+    check.add_telemetry(label, sampler.samples)

@@ -1,21 +1,17 @@
-"""Shared fixtures of the smoke checks: level settings, the NVML picture, the framework's GPUs, telemetry."""
+"""Shared fixtures of the smoke checks: level settings, the NVML picture, the framework's GPUs."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from smoke_tests import backend, nvml
-from smoke_tests.plugin import CheckRecord, out_dir
-from smoke_tests.speed import check_not_throttled, level_settings, settings
-
-pytest_plugins = ["smoke_tests.plugin"]
+from smoke_tests.plugin import check, out_dir  # noqa: F401 - `check` also when pytest runs these directly
+from smoke_tests.speed import level_settings, settings
 
 
 @pytest.fixture(scope="session")
@@ -58,25 +54,3 @@ def need_gpu(system: dict[str, Any], framework_gpus: list[str]) -> None:
 @pytest.fixture(scope="session")
 def seed() -> int:
     return int(os.environ.get("SMOKE_SEED", settings()["framework"]["seed"]))
-
-
-class Window:
-    samples: list[dict[str, Any]]
-
-
-@contextlib.contextmanager
-def timed_window(check: CheckRecord, label: str, gpu: bool) -> Iterator[Window]:
-    """Sample NVML telemetry during a timed window (GPU only); throttling makes the result invalid."""
-    window = Window()
-    window.samples = []
-    if not gpu:
-        yield window
-        return
-    with nvml.TelemetrySampler(interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
-        yield window
-    window.samples = sampler.samples
-    check.add_telemetry(label, sampler.samples)
-
-
-def after_window(window: Window, label: str) -> None:
-    check_not_throttled(window.samples, label)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from smoke_tests import backend
-from smoke_tests.checks.conftest import timed_window
 from smoke_tests.plugin import CheckRecord
 from smoke_tests.speed import (
     InvalidMeasurement,
@@ -23,6 +22,7 @@ from smoke_tests.speed import (
     summarize,
     throttle_events,
     time_repeats,
+    timed_window,
 )
 
 
