@@ -30,6 +30,7 @@ def test_there_are_notebooks() -> None:
     assert [path.stem for path in SOURCES], "notebooks/ has no jupytext sources"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=[path.stem for path in SOURCES])
 def test_notebook_runs_in_quick_mode(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import jupytext
