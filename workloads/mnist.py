@@ -211,6 +211,7 @@ def plot_ladder(stage_results: dict[int, dict], path: Path) -> str:
         curve = stage_results[s]["history"].get("val_accuracy", [])
         ax2.plot(range(1, len(curve) + 1), [100 * a for a in curve], marker="o", label=f"stage {s}")
     ax2.set_xlabel("epoch")
+    ax2.xaxis.set_major_locator(plots.MaxNLocator(integer=True))
     ax2.set_ylabel("validation accuracy (%)")
     ax2.grid(alpha=0.3)
     ax2.legend()
@@ -218,8 +219,13 @@ def plot_ladder(stage_results: dict[int, dict], path: Path) -> str:
 
 
 # --- The whole run ------------------------------------------------------------------------------------------
-def run_stage(ctx: RunContext, cfg: StageConfig, data_dir: Path | None, epochs: int | None = None,
-              resume: Path | None = None) -> None:
+def run_stage(
+    ctx: RunContext,
+    cfg: StageConfig,
+    data_dir: Path | None,
+    epochs: int | None = None,
+    resume: Path | None = None,
+) -> None:
     """One stage: data, model (or the checkpoint of an interrupted run), train, evaluate, plot.
 
     `epochs`: None means the recipe's (or one epoch with --quick).

@@ -8,8 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from workloads.atomic import atomic_write
+
+__all__ = ["MaxNLocator", "plt", "save", "training_curves"]
 
 
 def save(fig: plt.Figure, path: Path) -> str:
@@ -29,6 +32,7 @@ def training_curves(history: dict, path: Path, title: str) -> str:
         if f"val_{metric}" in history:
             ax.plot(epochs, history[f"val_{metric}"], label="validation")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
