@@ -335,7 +335,7 @@ def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of one heatmap to (height, width)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(heatmap.astype("float32"), mode="F").resize(size[::-1], Image.BILINEAR))
+    return np.asarray(Image.fromarray(heatmap.astype("float32")).resize(size[::-1], Image.BILINEAR))
 
 
 def pointing_game(heatmaps: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> dict:
