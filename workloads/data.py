@@ -152,11 +152,12 @@ def _load_keras_mnist(allow_download: bool) -> ImageDataset | None:
     try:
         # What keras.datasets.mnist.load_data() does, with the cache folder read now (Keras reads
         # $KERAS_HOME once, at import): download once, check the sha256, reuse the cached copy.
-        path = keras.utils.get_file("mnist.npz", origin=info["origin"], file_hash=info["sha256"],
-                                    cache_dir=str(keras_home()))
+        path = keras.utils.get_file(
+            "mnist.npz", origin=info["origin"], file_hash=info["sha256"], cache_dir=str(keras_home())
+        )
         with np.load(path, allow_pickle=False) as f:
             x_train, y_train, x_test, y_test = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
-    except Exception as exc:  # noqa: BLE001 - any download failure means: use the fallback
+    except Exception as exc:  # any download failure means: use the fallback
         print(f"MNIST download failed ({type(exc).__name__}: {str(exc)[:120]})")
         return None
     finally:

@@ -92,3 +92,14 @@ def test_issue_thresholds_are_the_ones_in_the_file():
 def test_bad_operator_is_refused():
     with pytest.raises(ValueError, match="operator"):
         thresholds.parse("== 1")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = results.write_result(tmp_path, make_result(tmp_path, {"test_accuracy": 0.995}))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644, "not 0600 like mkstemp's file: a mounted run dir is shared"
