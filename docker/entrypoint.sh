@@ -54,7 +54,10 @@ jupyter | lab)
 smoke-test)
     banner
     out=/work/reports/smoke-$(date -u +%Y%m%dT%H%M%SZ)
-    mkdir -p "$out"
+    mkdir -p "$out" 2>/dev/null || {
+        echo "error: cannot write $out: mount a directory you own at /work and run with --user \"\$(id -u):\$(id -g)\"" >&2
+        exit 2
+    }
     echo "[keras-workstation] smoke tests -> $out"
     exec python -m smoke_tests --level quick --out "$out" "$@"
     ;;

@@ -31,3 +31,12 @@ def test_smoke_test_command_writes_its_report_into_the_mount(containers, tmp_pat
     assert report["verdict"] == "PASSED", report["verdict"]
     reports = [runs[0] / "report.json", runs[0] / "report.html"]
     assert all(path.stat().st_uid == HOST_UID for path in [runs[0], *reports])
+
+
+def test_smoke_test_without_a_writable_work_is_a_clear_error(containers, tmp_path_factory) -> None:
+    work = tmp_path_factory.mktemp("root-owned-smoke")  # root's, not writable by the host user
+    result = containers.run_to_end("--user", f"{HOST_UID}:{HOST_UID}", "-v", f"{work}:/work",
+                                   command=["smoke-test"])  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and "mount a directory you own at /work" in errors[0], result.stderr
