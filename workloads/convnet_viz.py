@@ -244,6 +244,7 @@ def filter_patterns(
     images = rng.uniform(0.4, 0.6, size=(len(filters), *shape)).astype("float32")
     mask = np.zeros((len(filters), channels), dtype="float32")
     mask[np.arange(len(filters)), filters] = 1.0
+    mask = keras.ops.convert_to_tensor(mask)  # a NumPy operand would break PyTorch's autograd
 
     def per_filter(x):
         act = feature(x, training=False)
@@ -317,7 +318,7 @@ def grad_cam(
             cls = np.argmax(keras.ops.convert_to_numpy(head(maps)), axis=-1)
         else:
             cls = np.asarray(class_indices[lo : lo + batch_size])
-        onehot = np.eye(int(model.outputs[0].shape[-1]), dtype="float32")[cls]
+        onehot = keras.ops.convert_to_tensor(np.eye(int(model.outputs[0].shape[-1]), dtype="float32")[cls])
 
         def score(m, onehot=onehot):  # samples are independent: the sum's gradient is per-sample
             return keras.ops.sum(head(m) * onehot)

@@ -125,7 +125,7 @@ def build_model(cfg: StageConfig, num_classes: int = 10) -> keras.Model:
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=cfg.steps_per_execution,
+        steps_per_execution=pipeline.steps_per_execution(cfg.steps_per_execution),
         jit_compile=cfg.jit_compile,
     )
     return model

@@ -64,7 +64,7 @@ def build_model(cfg: MoonsConfig, steps_per_execution: int = 1) -> keras.Model:
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=pipeline.steps_per_execution(steps_per_execution),
         jit_compile=cfg.jit_compile,
     )
     return model

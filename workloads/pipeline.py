@@ -38,3 +38,8 @@ def eval_inputs(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
     if keras.backend.backend() == "tensorflow":
         return {"x": _tf_dataset(x, y, batch_size, shuffle=False, seed=None)}
     return {"x": x, "y": y, "batch_size": batch_size}
+
+
+def steps_per_execution(steps: int) -> int:
+    """Several steps per compiled call on TensorFlow and JAX; Keras's PyTorch backend only allows 1."""
+    return 1 if keras.backend.backend() == "torch" else steps
