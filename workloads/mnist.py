@@ -21,7 +21,7 @@ import numpy as np
 from workloads import backend, data, pipeline, plots
 from workloads.errors import InputError
 from workloads.run import RunContext
-from workloads.training import RunRecorder, load_checkpoint
+from workloads.training import RunRecorder, load_checkpoint, load_state
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ def main(ctx: RunContext, args) -> int:
 
     overrides = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
     if args.resume:
-        _, saved = load_checkpoint(args.resume)
+        saved = load_state(args.resume)  # settings only: run_stage loads the model
         cfg = StageConfig(**saved["config"])
         ctx.quick, ctx.seed = saved["quick"], saved["seed"]
         data_dir = Path(saved["data"]) if saved["data"] else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -110,17 +111,20 @@ class RunRecorder(keras.callbacks.Callback):
             )
 
 
-def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
-    """The model and state of an interrupted run, for --resume."""
+def load_state(run_dir: Path) -> dict:
+    """The saved state (settings, epochs done, history) of an interrupted run, for --resume."""
     from workloads.errors import InputError
 
     run_dir = Path(run_dir)
-    ckpt, state_file = run_dir / CHECKPOINT, run_dir / STATE
-    if not ckpt.is_file() or not state_file.is_file():
+    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / STATE).is_file():
         raise InputError(f"--resume {run_dir}: no {CHECKPOINT} and {STATE} there (nothing to resume)")
-    import json
+    return json.loads((run_dir / STATE).read_text())
 
-    return keras.saving.load_model(ckpt), json.loads(state_file.read_text())
+
+def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
+    """The model and state of an interrupted run, for --resume."""
+    state = load_state(run_dir)
+    return keras.saving.load_model(Path(run_dir) / CHECKPOINT), state
 
 
 class EpochValidation(keras.callbacks.Callback):
