@@ -44,7 +44,9 @@ def test_bad_number():
     assert_one_line_error(proc, "--epochs must be at least 1")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="as root a mode-0500 folder is writable; test_unwritable_output_dir covers root")
+@pytest.mark.skipif(
+    os.geteuid() == 0, reason="as root a mode-0500 folder is writable; test_unwritable_output_dir covers root"
+)
 def test_unwritable_output_dir_as_user(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
