@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from workloads import backend, data, pipeline, plots
+from workloads.backend import seed_everything
 from workloads.errors import InputError
 from workloads.run import RunContext
 from workloads.training import RunRecorder, load_checkpoint, load_state
@@ -311,6 +312,7 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: 
         )
         sub.out_dir.mkdir(parents=True, exist_ok=True)
         cfg = stage_config(stage, **overrides)
+        seed_everything(ctx.seed, ctx.deterministic)  # each stage as if run alone with this seed
         codes.append(execute(sub, lambda c, cfg=cfg: run_stage(c, cfg, data_dir, epochs), summary=False))
         stage_results[stage] = json.loads((sub.out_dir / "result.json").read_text())
 
@@ -336,12 +338,6 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: 
             ).items()
         }
         c.partial["plots"] = [plot_ladder(stage_results, c.out_dir / "ladder.png")]
-        c.partial["timings"] = {
-            "total_s": round(c.elapsed(), 3),
-            "first_epoch_s": None,
-            "steady_ms_per_step": None,
-            "samples_per_s": None,
-        }
 
     code = execute(ctx, ladder)
     return max([code, *codes])

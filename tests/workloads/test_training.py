@@ -143,3 +143,23 @@ def test_seeded_deterministic_runs_are_identical(tmp_path):
         metrics.append(load_result(tmp_path / name)["metrics"])
     assert metrics[0] == metrics[1], "same seed, --deterministic: identical metrics"
     assert metrics[0] != metrics[2], "a different seed must change something (else the test proves nothing)"
+
+
+def test_ladder_runs_every_stage_and_judges_each(tmp_path):
+    """The ladder on the offline fallback: five stage folders, one plot, each stage's own threshold."""
+    proc = run_workloads(
+        "mnist",
+        "--ladder",
+        "--quick",
+        "--out",
+        str(tmp_path),
+        env={"KERAS_HOME": str(tmp_path / "empty-keras-home")},
+    )
+    ladder = load_result(tmp_path)
+    assert ladder["stage"] == "ladder" and ladder["dataset"]["fallback"] is True
+    assert set(ladder["metrics"]) == {f"stage{s}_test_accuracy" for s in range(1, 6)}
+    assert set(ladder["thresholds"]) == {"stage5_test_accuracy"}  # the fallback has a stage-5 threshold only
+    for stage in range(1, 6):
+        assert load_result(tmp_path / f"stage{stage}")["stage"] == f"stage{stage}"
+    assert_plots_exist(ladder, tmp_path)
+    assert proc.returncode == (0 if ladder["status"] == "passed" else 1)
