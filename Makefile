@@ -13,6 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 LEVEL    ?= quick
 BASELINE ?=
+DATA     ?=
 PYTEST_ARGS ?=
 
 .PHONY: help setup test lint bench smoke-test clean
@@ -45,8 +46,8 @@ lint: setup ## ruff, ansible-lint (production profile), hadolint
 bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/bench/bench.json
 	$(PY) -m benchmarks
 
-smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json)
-	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE))
+smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir)
+	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(DATA),--data $(DATA))
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache
