@@ -15,7 +15,7 @@ LEVEL    ?= quick
 BASELINE ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint bench smoke-test clean
+.PHONY: help setup test lint bench smoke-test doctor clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/
 
 smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json)
 	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE))
+
+doctor: setup ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
+	$(PY) -m smoke_tests doctor
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache
