@@ -369,7 +369,7 @@ class Machine:
         return m
 
 
-# --- Faults more than one test stages ------
+# --- Faults more than one test stages ---------------------------------------------------------------------
 def container_without_gpus(m: Machine) -> None:
     """A container started without --gpus: sysfs still shows the host's GPU, /dev has no NVIDIA node."""
     m.write(".dockerenv")
