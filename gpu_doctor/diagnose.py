@@ -55,7 +55,7 @@ def diagnose(
     gpu_found = True
     for key, title in LAYERS:
         if broken is not None:
-            layer = Layer(key, NOT_CHECKED, summary=f"not checked: the {broken.title} layer below is broken")
+            layer = Layer(key, NOT_CHECKED, summary=f"the {broken.title} layer below is broken")
         elif not gpu_found:
             layer = Layer(key, NA, summary="no NVIDIA GPU")
         else:
