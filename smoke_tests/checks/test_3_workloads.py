@@ -32,10 +32,10 @@ def data_dir() -> tuple[Path | None, str]:
     return None, "none installed: the workloads' own chain (Keras's MNIST, else the digits fallback)"
 
 
-def workload_command(name: str, out: Path, level: dict[str, Any]) -> list[str]:
+def workload_command(name: str, out: Path, level: dict[str, Any], seed: int) -> list[str]:
     cmd = [sys.executable, "-m", "workloads", name, *level["workload_args"], "--out", str(out)]
-    # The workloads' own default seed: their thresholds were set with it (the seed is in result.json).
-    cmd += ["--backend", backend.name()]
+    # The suite's seed: the thresholds are calibrated over seeds 0..9 (benchmarks/results/calibration/).
+    cmd += ["--seed", str(seed), "--backend", backend.name()]
     if name == "mnist":
         cmd += ["--stage", "5"]
     if name == "transfer":
@@ -48,9 +48,9 @@ def workload_command(name: str, out: Path, level: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
-def test_workload(name: str, check: CheckRecord, level: dict[str, Any], report_dir: Path) -> None:
+def test_workload(name: str, check: CheckRecord, level: dict[str, Any], report_dir: Path, seed: int) -> None:
     out = report_dir / "workloads" / name
-    cmd = workload_command(name, out, level)
+    cmd = workload_command(name, out, level, seed)
     check.detail("command", " ".join(cmd[1:]))
     if "--data" in cmd:
         check.detail("data", {"path": cmd[cmd.index("--data") + 1], "origin": data_dir()[1]})
