@@ -18,7 +18,7 @@ MNIST-format dataset of unknown content) unless its content is MNIST or Fashion-
 holds every image dataset to the `idx` thresholds, which must suit them all. A dataset that is not available
 is listed as such.
 
-    python -m benchmarks.calibrate [--seeds 10] [--controls 3] [--only mnist,transfer] [--datasets ...]
+    python -m benchmarks.calibrate [--seeds 10] [--controls 3] [--only mnist:stage5,transfer] [--datasets ...]
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per workload and dataset (10)")
     parser.add_argument("--controls", type=int, default=3, help="negative-control runs per case (3)")
-    parser.add_argument("--only", help="comma-separated workloads (moons,mnist,convnet-viz,transfer)")
+    parser.add_argument("--only", help="comma-separated workloads (moons,mnist,convnet-viz,transfer) or workload:variant (mnist:stage5)")
     parser.add_argument("--datasets", help="comma-separated datasets (default: every one available)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     parser.add_argument(
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = [
         (job, datasets[name], seed, control)
         for job in JOBS
-        if only is None or job.workload in only
+        if only is None or job.workload in only or f"{job.workload}:{job.variant}" in only
         for name in job.datasets
         if name in datasets and name in wanted
         for control, seed_list in ((False, seeds), (True, controls))

@@ -26,7 +26,7 @@
 import os
 from pathlib import Path
 
-QUICK = os.environ.get("KW_QUICK", "0") == "1"  # quick: 6,000 pretraining images, 6 draws
+QUICK = os.environ.get("KW_QUICK", "0") == "1"  # quick: 6,000 pretraining images, 10 draws
 # A folder of MNIST-format IDX files; None: Keras' MNIST (cache or download), else the digits fallback.
 DATA = Path(os.environ["KW_DATA"]) if os.environ.get("KW_DATA") else None
 OUT = Path(os.environ.get("KW_NOTEBOOK_OUT", "runs/notebooks")) / "transfer"

@@ -92,6 +92,7 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
         "level": ctx.level,
         "seed": ctx.seed,
         "deterministic": ctx.deterministic,
+        "negative_control": ctx.negative_control,
         "dataset": dataset,
         "hyperparameters": p.get("hyperparameters", {}),
         "metrics": p.get("metrics", {}),

@@ -15,12 +15,24 @@ draws, before `make calibrate` confirmed them on every dataset, benchmarks/resul
   features put unseen digits closer together (a nearest-class-mean on them scores 0.68 at 1 label per class,
   0.57 on the old two-convolution base, 0.53 on random features, 0.49 on pixels).
 - Several draws averaged: one draw of one label per class is a lottery (its margin's spread over draws is
-  several points); the mean of 6 paired draws is stable, and the smallest draw margin is reported too.
+  5-10 points); the mean of 10 paired draws (30 in a full run) is what is judged, with its spread.
+- Pretraining on shifted, turned and zoomed copies: on the digits fallback (about 900 pretraining images)
+  it lifted the margin from about +0.01 to +0.03-0.05.
 - Each phase is one `fit` over the few images repeated for a fixed number of steps, on models compiled once
   and restarted between draws (`training.restart`), so a draw costs steps, not compilations.
 
-The negative control (`--negative-control`) re-initializes the pretrained base before the transfer: a broken
-"pretrained" model, which must fail the margin threshold.
+What the check judges (workloads/thresholds.toml, calibrated by `make calibrate` over seeds 0-9 on every
+dataset, benchmarks/results/calibration/calibration.md):
+- `pretrain_accuracy`: the base as the transfer receives it, under its pretraining head, on held-out classes
+  0-4. A broken "pretrained" model (weights lost, not loaded, re-initialized) scores chance here.
+- `transfer_margin`: how much the transfer beats scratch. Several points on MNIST. On Fashion-MNIST the
+  features learned from tops and dresses help shoes and bags little (9 seeds in 10 positive, median +0.025),
+  and a re-initialized base lands in the same range (random convolutions are decent features for one-shot
+  learning): there the margin's floor only says transfer is not worse than scratch, and pretrain_accuracy
+  is what tells a broken base from a working one.
+
+The negative control (`--negative-control`) re-initializes the pretrained base before the transfer: the
+check must then fail (tests/workloads/test_negative_controls.py).
 """
 
 from __future__ import annotations
@@ -54,14 +66,14 @@ class SelfConfig:
     augment_zoom: float = 0.1
     labels_per_class: int = 1
     draws: int = 30  # few-label draws, each paired with a from-scratch model on the same images
-    quick_draws: int = 20
+    quick_draws: int = 10
     head_steps: int = 100  # new head on the frozen base
     finetune_steps: int = 25  # then everything, at learning_rate * finetune_factor
     batch_size: int = 16  # at most: one label per class makes batches of the 5 images
     learning_rate: float = 1e-3
     finetune_factor: float = 0.1
     test_images: int = 5_000  # of classes 5-9
-    quick_test_images: int = 2_000
+    quick_test_images: int = 1_000
 
     @property
     def scratch_steps(self) -> int:
@@ -282,14 +294,15 @@ def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
         "pretrain_classes": ds.classes[:5],
         "transfer_classes": ds.classes[5:],
     }
-    p["hyperparameters"] = {**asdict(cfg), "draws_run": n_draws, "negative_control": ctx.negative_control}
+    p["hyperparameters"] = {**asdict(cfg), "draws_run": n_draws}
     metrics = p.setdefault("metrics", {})
     model, recorder = pretrain(parts, cfg, ctx.quick, ctx.verbose)
     p["history"] = {f"pretrain_{k}": v for k, v in recorder.history.items()}
-    metrics["pretrain_accuracy"] = accuracy(model, *parts["pretrain_test"])  # before any negative control
     base = model.get_layer("base")
     if ctx.negative_control:  # a broken "pretrained" base: what it learned is thrown away
         base.set_weights(build_base().get_weights())
+    # The base as the transfer gets it, under its pretraining head: is it the model that learned 0-4?
+    metrics["pretrain_accuracy"] = accuracy(model, *parts["pretrain_test"])
     trials = FewLabelDraws(base, cfg, parts["test"])
     rng = np.random.default_rng(ctx.seed)
     draws = [trials.run(*draw_few(parts["pool"], cfg.labels_per_class, rng), rng) for _ in range(n_draws)]

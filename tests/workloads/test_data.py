@@ -52,10 +52,41 @@ def test_reads_gzip_and_raw_idx(tmp_path, compress):
     assert ds.y_train.shape == (30,) and ds.name == "idx" and not ds.fallback
 
 
-def test_recognises_mnist_by_its_test_labels(tmp_path):
-    head = data.KNOWN_DATASETS["mnist"]["test_labels_head"]
-    ds = data.load_idx_dir(make_idx_dir(tmp_path / "d", test_labels=np.array(head)))
-    assert ds.name == "mnist"
+def labels_like(key: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test labels with a known dataset's per-class counts and test-label head."""
+    info, rng = data.KNOWN_DATASETS[key], np.random.default_rng(seed)
+    train = rng.permutation(np.repeat(np.arange(10), info["train_class_counts"]))
+    test = np.repeat(np.arange(10), info["test_class_counts"])
+    head = np.array(info["test_labels_head"])
+    rest = test.tolist()
+    for label in head:
+        rest.remove(label)
+    return train, np.concatenate([head, rng.permutation(rest)])
+
+
+@pytest.mark.parametrize("key", ["mnist", "fashion_mnist"])
+def test_identifies_a_known_dataset_by_its_content(key):
+    assert data.identify(*labels_like(key)) == key
+
+
+@pytest.mark.parametrize("change", ["subset", "reshuffled_test", "one_label_changed", "swapped"])
+def test_anything_else_in_mnist_format_is_idx(change):
+    train, test = labels_like("mnist")
+    if change == "subset":
+        train = train[:10_000]
+    elif change == "reshuffled_test":
+        test = np.random.default_rng(1).permutation(test)
+    elif change == "one_label_changed":
+        train = train.copy()
+        train[train == 3] = np.where(np.arange((train == 3).sum()) == 0, 4, 3)
+    else:  # MNIST's test labels with Fashion-MNIST's training counts
+        train = labels_like("fashion_mnist")[0]
+    assert data.identify(train, test) == "idx"
+
+
+def test_a_folder_is_named_by_content_not_by_its_name(tmp_path):
+    folder = make_idx_dir(tmp_path / "mnist")  # random labels in a folder called "mnist"
+    assert data.load_idx_dir(folder).name == "idx"
 
 
 def test_reads_debian_fashion_mnist(fashion_mnist):

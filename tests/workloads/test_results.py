@@ -43,9 +43,16 @@ def test_missing_or_nan_metric_fails(tmp_path):
     assert make_result(tmp_path, {"test_accuracy": float("nan")})["status"] == "failed"
 
 
-def test_unknown_dataset_is_unchecked(tmp_path):
-    result = make_result(tmp_path, {"test_accuracy": 0.5}, dataset="idx")
+def test_a_dataset_without_thresholds_is_unchecked(tmp_path):
+    """Only a user's own image folder (transfer --base inception_v3) has none; say so, do not fail."""
+    result = make_result(tmp_path, {"test_accuracy": 0.5}, dataset="image_folder")
     assert result["status"] == "unchecked" and result["thresholds"] == {}
+    assert "no thresholds for dataset 'image_folder'" in result["message"]
+
+
+def test_a_users_own_mnist_format_folder_is_judged(tmp_path):
+    result = make_result(tmp_path, {"test_accuracy": 0.5}, dataset="idx", quick=True)
+    assert result["status"] == "failed" and "test_accuracy" in result["thresholds"]
 
 
 def test_schema_rejects_a_broken_result(tmp_path):
@@ -80,12 +87,13 @@ def test_every_threshold_in_the_file_parses():
     assert len(rules) >= 15
     for rule in rules:
         _op, value = thresholds.parse(rule)
-        assert 0 <= value <= 1e6
+        assert -1 <= value <= 1e6  # margins may sit below zero (transfer on Fashion-MNIST)
 
 
 def test_issue_thresholds_are_the_ones_in_the_file():
     assert thresholds.thresholds_for("mnist", "stage5", "full", "mnist") == {"test_accuracy": ">= 0.994"}
-    assert thresholds.thresholds_for("mnist", "stage5", "quick", "mnist") == {"test_accuracy": ">= 0.97"}
+    # quick: calibrated on 10,000 real MNIST digits (benchmarks/results/calibration/calibration.md)
+    assert thresholds.thresholds_for("mnist", "stage5", "quick", "mnist") == {"test_accuracy": ">= 0.90"}
     assert thresholds.thresholds_for("moons", "default", "full", "generated") == {"test_accuracy": ">= 0.98"}
 
 

@@ -213,11 +213,17 @@ def test_restart_trains_like_a_new_model(ts):
     assert not np.allclose(unreset.get_weights()[-2], fresh.get_weights()[-2], rtol=1e-4, atol=1e-6)
 
 
-def test_margin_threshold_can_fail():
+def test_a_broken_base_fails_the_check_on_every_dataset():
+    """A re-initialized base scores chance (0.2) on classes 0-4: every dataset's thresholds refuse it."""
     for dataset in ("mnist", "fashion_mnist", "digits_fallback", "idx"):
         rules = thresholds.thresholds_for("transfer", "self", "quick", dataset)
-        assert "transfer_margin" in rules, dataset
-        assert not thresholds.check({"transfer_margin": 0.0}, rules)["transfer_margin"]["passed"]
+        assert {"pretrain_accuracy", "transfer_margin"} <= set(rules), dataset
+        assert not thresholds.check({"pretrain_accuracy": 0.25}, rules)["pretrain_accuracy"]["passed"]
+
+
+def test_on_mnist_transfer_must_beat_scratch_by_points():
+    rules = thresholds.thresholds_for("transfer", "self", "quick", "mnist")
+    assert thresholds.parse(rules["transfer_margin"])[1] >= 0.03
 
 
 def test_self_rejects_weights_and_bad_counts(tr):
