@@ -142,6 +142,26 @@ def bench_smoke(backend: str, data_dir: Path | None, out: Path) -> dict:
     }
 
 
+def bench_doctor(runs: int = 3) -> dict:
+    """`make doctor` as a user runs it: wall seconds, the median of a few runs."""
+    load, seconds = _load(), []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.run(["make", "-s", "doctor"], cwd=REPO, capture_output=True, text=True)
+        seconds.append(time.perf_counter() - started)
+    median = sorted(seconds)[len(seconds) // 2]
+    target = TARGETS["doctor"]
+    return {
+        "wall_s": round(median, 2),
+        "runs_s": [round(s, 2) for s in seconds],
+        "exit": proc.returncode,
+        "load_before": load,
+        "target": target,
+        "speedup": None,
+        "passed": median <= target["max_wall_s"] and proc.returncode in (0, 1),
+    }
+
+
 def smoke_plot(smoke: dict, path: Path) -> str:
     """Old and new as two stacked bars: the time in the checks by category, and outside them."""
     from smoke_tests import timing
@@ -185,7 +205,7 @@ def bench_mnist(data_dir: Path | None, epochs: int, backend: str) -> dict:
 
 
 def plot(report: dict, path: Path) -> str:
-    names = list(report["benchmarks"])
+    names = [n for n, b in report["benchmarks"].items() if b.get("speedup") is not None]
     fig, ax = plots.plt.subplots(figsize=(6, 3.5))
     bars = ax.bar(names, [report["benchmarks"][n]["speedup"] for n in names], color="tab:green")
     ax.bar_label(bars, fmt="%.2fx")
@@ -210,7 +230,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=default_data, help="IDX folder for MNIST stage 5")
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     parser.add_argument("--mnist-epochs", type=int, default=2)
-    parser.add_argument("--only", choices=("moons", "mnist", "smoke"))
+    parser.add_argument("--only", choices=("moons", "mnist", "smoke", "doctor"))
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "bench")
     args = parser.parse_args()
 
@@ -223,6 +243,9 @@ def main() -> int:
             f"bench: MNIST stage 5 ({args.mnist_epochs} epochs), the codelab's code then ours ...", flush=True
         )
         benchmarks["mnist_stage5"] = bench_mnist(args.data, args.mnist_epochs, args.backend)
+    if args.only in (None, "doctor"):
+        print("bench: make doctor ...", flush=True)
+        benchmarks["doctor"] = bench_doctor()
     if args.only in (None, "smoke"):
         print("bench: the quick smoke test, the old way (a subprocess per workload), then the new (worker)")
         benchmarks["smoke_test"] = bench_smoke(args.backend, args.data, args.out)
@@ -238,6 +261,10 @@ def main() -> int:
     write_json(args.out / "bench.json", report)
     for name, b in benchmarks.items():
         verdict = "PASS" if b["passed"] else "FAIL"
+        if name == "doctor":
+            print(f"{verdict} {name:14s} make doctor {b['wall_s']:.2f} s (median of {b['runs_s']}, load "
+                  f"{b['load_before'][0]}; target <= {b['target']['max_wall_s']:.0f} s)")  # fmt: skip
+            continue
         if name == "smoke_test":
             old, new = b["old"], b["new"]
             print(f"{verdict} {name:14s} old (subprocesses) {old['wall_s']:6.1f} s {old['verdict']} "
