@@ -219,7 +219,8 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         "# Calibration of the quick thresholds",
         "",
-        f"`{meta['command']}` on {meta['machine']}, {meta['date']}; backend {meta['backend']}; "
+        f"{' then '.join(f'`{c}`' for c in meta['commands'])} on {meta['machine']}, {meta['date']}; "
+        f"backend {meta['backend']}; "
         f"seeds {meta['seeds'][0]}..{meta['seeds'][-1]}, negative controls on seeds {meta['controls']}.",
         "",
         "Margin: the worst healthy run minus the threshold (positive: every seed passes with that much to "
@@ -296,9 +297,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     runs = Runs(args.out / "calibration.json").load()
-    meta_path = args.out / "calibration.json"
+    try:
+        previous = {k: v for k, v in json.loads(runs.path.read_text()).items() if k != "runs"}
+    except (OSError, ValueError):
+        previous = {}
     if args.report_only:
-        meta = {k: v for k, v in json.loads(meta_path.read_text()).items() if k != "runs"}
+        if not previous:
+            print(f"calibrate: error: no {runs.path} to report from", file=sys.stderr)
+            return 2
+        meta = previous
         rows = write_report(runs, meta, args.out)
         print(f"{len(rows)} rows -> {args.out / 'calibration.md'}")
         return 0
@@ -315,8 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     controls = seeds[: args.controls]
     cpu = cpu_info()
+    command = "python -m benchmarks.calibrate " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {
-        "command": "python -m benchmarks.calibrate " + " ".join(argv if argv is not None else sys.argv[1:]),
+        # the runs of earlier invocations are kept (and not run again): so are their commands
+        "commands": [*previous.get("commands", []), command.strip()],
         "machine": f"{cpu['model']}, {cpu['cores']} cores",
         "date": time.strftime("%Y-%m-%d"),
         "backend": backend,

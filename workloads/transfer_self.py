@@ -47,12 +47,17 @@ class SelfConfig:
     quick_pretrain_samples: int = 12_000
     pretrain_epochs: int | None = None  # --epochs: overrides the sample budget
     pretrain_batch_size: int = 64
+    # Pretraining sees shifted, turned and zoomed copies (the course's augmentation, smaller): features that
+    # hold for digits as people write them, which is what one labelled image of a new class cannot teach.
+    augment_shift: float = 0.1
+    augment_rotation: float = 0.05  # of a full turn
+    augment_zoom: float = 0.1
     labels_per_class: int = 1
-    draws: int = 10  # few-label draws, each paired with a from-scratch model on the same images
-    quick_draws: int = 6
-    head_steps: int = 150  # new head on the frozen base
-    finetune_steps: int = 50  # then everything, at learning_rate * finetune_factor
-    batch_size: int = 16
+    draws: int = 30  # few-label draws, each paired with a from-scratch model on the same images
+    quick_draws: int = 20
+    head_steps: int = 100  # new head on the frozen base
+    finetune_steps: int = 25  # then everything, at learning_rate * finetune_factor
+    batch_size: int = 16  # at most: one label per class makes batches of the 5 images
     learning_rate: float = 1e-3
     finetune_factor: float = 0.1
     test_images: int = 5_000  # of classes 5-9
@@ -154,10 +159,26 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
 
 
 # --- Train --------------------------------------------------------------------------------------------------
+def augmentation(cfg: SelfConfig) -> keras.Sequential:
+    """Random shift, rotation and zoom; active in training only."""
+    layers = keras.layers
+    return keras.Sequential(
+        [
+            layers.RandomTranslation(cfg.augment_shift, cfg.augment_shift),
+            layers.RandomRotation(cfg.augment_rotation),
+            layers.RandomZoom(cfg.augment_zoom),
+        ],
+        name="augmentation",
+    )
+
+
 def pretrain(parts: dict, cfg: SelfConfig, quick: bool, verbose: int = 0) -> tuple[keras.Model, RunRecorder]:
-    """The base (layer "base") with a 5-class head, trained on classes 0-4; returns (model, recorder)."""
+    """The base (layer "base") with a 5-class head, trained on augmented classes 0-4; (model, recorder)."""
     base = build_base()
-    model = compile_model(keras.Sequential([base, build_head(base.output_shape[-1])]), cfg.learning_rate, 32)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), augmentation(cfg), base, build_head(base.output_shape[-1])]
+    )
+    compile_model(model, cfg.learning_rate, 32)
     x, y = parts["pretrain"]
     budget = cfg.quick_pretrain_samples if quick else cfg.pretrain_samples
     epochs = cfg.pretrain_epochs or max(1, round(budget / len(x)))
@@ -179,6 +200,7 @@ class FewLabelDraws:
     def __init__(self, base: keras.Model, cfg: SelfConfig, test: tuple[np.ndarray, np.ndarray]) -> None:
         self.cfg, self.base, (self.x_test, self.y_test) = cfg, base, test
         self.base_weights = base.get_weights()
+        self.features_test = base.predict(self.x_test, batch_size=500, verbose=0)  # the same for every draw
         width = base.output_shape[-1]
         self.head = compile_model(build_head(width), cfg.learning_rate, cfg.head_steps)
         self.tuned = compile_model(
@@ -189,22 +211,18 @@ class FewLabelDraws:
         )
 
     def run(self, x_few: np.ndarray, y_few: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
-        cfg = self.cfg
-        self.base.set_weights(self.base_weights)  # fine-tuning of the previous draw undone
-        features_test = self.base.predict(self.x_test, batch_size=500, verbose=0)
-        restart(self.head, build_head(self.base.output_shape[-1]).get_weights())
+        cfg, batch = self.cfg, min(self.cfg.batch_size, len(x_few))
+        width = self.base.output_shape[-1]
+        self.base.set_weights(self.base_weights)  # the previous draw's fine-tuning undone
+        restart(self.head, build_head(width).get_weights())
         features_few = self.base.predict(x_few, verbose=0)
-        self.head.fit(*repeated(features_few, y_few, cfg.head_steps, cfg.batch_size, rng),
-                      batch_size=cfg.batch_size, verbose=0)  # fmt: skip
-        head = accuracy(self.head, features_test, self.y_test)
+        self.head.fit(*repeated(features_few, y_few, cfg.head_steps, batch, rng), batch_size=batch, verbose=0)
+        head = accuracy(self.head, self.features_test, self.y_test)
         restart(self.tuned, self.tuned.get_weights())
-        self.tuned.fit(*repeated(x_few, y_few, cfg.finetune_steps, cfg.batch_size, rng),
-                       batch_size=cfg.batch_size, verbose=0)  # fmt: skip
+        self.tuned.fit(*repeated(x_few, y_few, cfg.finetune_steps, batch, rng), batch_size=batch, verbose=0)
         transfer = accuracy(self.tuned, self.x_test, self.y_test)
-        fresh = keras.Sequential([build_base(), build_head(self.base.output_shape[-1])])
-        restart(self.scratch, fresh.get_weights())
-        self.scratch.fit(*repeated(x_few, y_few, cfg.scratch_steps, cfg.batch_size, rng),
-                         batch_size=cfg.batch_size, verbose=0)  # fmt: skip
+        restart(self.scratch, keras.Sequential([build_base(), build_head(width)]).get_weights())
+        self.scratch.fit(*repeated(x_few, y_few, cfg.scratch_steps, batch, rng), batch_size=batch, verbose=0)
         scratch = accuracy(self.scratch, self.x_test, self.y_test)
         return {"head": head, "transfer": transfer, "scratch": scratch, "margin": transfer - scratch}
 
