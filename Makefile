@@ -44,7 +44,7 @@ lint: setup ## ruff, ansible-lint (production profile), hadolint
 	cd ansible && ../$(VENV)/bin/ansible-lint --profile production
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/bench/bench.json
+bench: setup ## Benchmarks: tutorial code vs our workloads, smoke test old vs new, make doctor -> reports/bench/
 	$(PY) -m benchmarks
 
 calibrate: setup ## Quick workloads over seeds 0-9 on every dataset here -> benchmarks/results/calibration/

@@ -285,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per workload and dataset (10)")
     parser.add_argument("--controls", type=int, default=3, help="negative-control runs per case (3)")
-    parser.add_argument("--only", help="comma-separated workloads (moons,mnist,convnet-viz,transfer) or workload:variant (mnist:stage5)")
+    parser.add_argument(
+        "--only",
+        help="comma-separated workloads (moons,mnist,convnet-viz,transfer) or workload:variant",
+    )
     parser.add_argument("--datasets", help="comma-separated datasets (default: every one available)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     parser.add_argument(

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from smoke_tests import timing
 from smoke_tests.speed import InvalidMeasurement
 
 _KEY = pytest.StashKey["CheckRecord"]()
+_SETUP = pytest.StashKey[tuple[float, float]]()  # the setup phase's start (epoch seconds) and duration
 
 
 class CheckRecord:
@@ -30,6 +32,7 @@ class CheckRecord:
         self.plots: list[str] = []
         self.telemetry: list[dict[str, Any]] = []
         self.warnings: list[str] = []
+        self.seconds = timing.empty()  # where the check's own time went, by category (timing.CATEGORIES)
 
     def figure(self, name: str, value: float, unit: str, better: str | None = None, **extra: Any) -> None:
         """A number for the report; ``better`` ("higher"/"lower") makes it comparable with a baseline."""
@@ -46,6 +49,19 @@ class CheckRecord:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
+
+    def time(self, category: str, seconds: float) -> None:
+        """Count `seconds` of this check toward `category`; what is not counted is "other"."""
+        if category not in self.seconds:
+            raise ValueError(f"unknown time category {category!r}: one of {', '.join(self.seconds)}")
+        self.seconds[category] += max(0.0, seconds)
+
+    def breakdown(self, setup_s: float, call_s: float) -> dict[str, float]:
+        """Seconds per category: the fixtures' set-up is start-up, the call's uncounted rest is other."""
+        out = dict(self.seconds)
+        out["start-up"] += setup_s
+        out["other"] += max(0.0, call_s - sum(self.seconds.values()))
+        return {k: round(v, 3) for k, v in out.items()}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -107,18 +123,26 @@ def _progress(line: dict[str, Any]) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> pytest.TestReport:
     report = yield
+    if report.when == "setup":
+        item.stash[_SETUP] = (call.start, report.duration)
     # One line per check: at the call phase, or at setup when setup failed or skipped.
     if report.when == "call" or (report.when == "setup" and not report.passed):
         record = item.stash.get(_KEY, None)
         status = _status(report, call)
+        started, setup_s = item.stash.get(_SETUP, (call.start, 0.0))
+        call_s = report.duration if report.when == "call" else 0.0
         line = {
             "id": item.nodeid,
             "name": item.name.removeprefix("test_"),
             "category": Path(str(item.path)).stem.removeprefix("test_").split("_", 1)[-1],
             "status": status,
             "duration_s": round(report.duration, 2),
+            "setup_s": round(setup_s, 2),
+            "started": round(started, 3),  # epoch seconds: the report's timeline
+            "ended": round(call.stop, 3),
             "message": "" if status == "passed" else _message(report),
             **(record.as_dict() if record else {}),
+            "breakdown": (record or CheckRecord(out_dir())).breakdown(setup_s, call_s),
         }
         results = os.environ.get("SMOKE_RESULTS")
         if results:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_doctor.model import TITLES
+from smoke_tests import timing
 
 SCHEMA_VERSION = 1
 STATUS_ORDER = ("failed", "error", "invalid", "passed", "skipped")
@@ -159,7 +160,9 @@ _CSS = """body{font-family:sans-serif;margin:1.5em;max-width:1100px}table{border
 td,th{border:1px solid #ccc;padding:4px 6px;font-size:13px;vertical-align:top;text-align:left}
 .passed{background:#dfd}.failed,.error,.invalid{background:#fdd}.skipped{background:#eee}
 .banner{padding:.6em;font-weight:bold;font-size:1.2em}.warn{background:#ffc;padding:.5em;font-weight:bold}
-img{max-width:min(100%,640px);border:1px solid #ddd;margin:4px 0}code,pre{font-size:12px}"""
+img{max-width:min(100%,640px);border:1px solid #ddd;margin:4px 0}code,pre{font-size:12px}
+.bar{display:flex;height:14px;min-width:1px}.bar span{display:block;height:100%}
+.legend span{display:inline-block;padding:0 6px;margin-right:6px;font-size:12px}"""
 
 
 def _img(report_dir: Path, rel: str) -> str:
@@ -206,6 +209,54 @@ def _diagnosis_html(diagnosis: dict[str, Any]) -> str:
     return (
         f'<h2>GPU diagnosis</h2>{note}<table id="diagnosis"><thead><tr><th>layer</th><th>status</th>'
         f"<th>found</th><th>cause</th><th>run</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}" if value >= 0.1 else f"{value:.2f}"
+
+
+def breakdown_html(report: dict[str, Any]) -> str:
+    """Where the time went: one stacked bar per check (start-up, data, compile, steady training,
+    evaluation, plots, other), all on one scale, with the whole run's timeline below."""
+    esc = html.escape
+    checks = [c for c in report["checks"] if c.get("breakdown")]
+    if not checks:
+        return ""
+    longest = max(sum(c["breakdown"].values()) for c in checks) or 1.0
+    legend = "".join(
+        f'<span style="background:{color}" title="{esc(what)}">{esc(name)}</span>'
+        for name, (what, color) in timing.CATEGORIES.items()
+    )
+    rows = []
+    for c in checks:
+        total = sum(c["breakdown"].values())
+        segments = "".join(
+            f'<span class="seg-{esc(name)}" style="width:{100 * s / longest:.2f}%;'
+            f'background:{timing.CATEGORIES[name][1]}" title="{esc(name)}: {_seconds(s)} s"></span>'
+            for name, s in c["breakdown"].items()
+            if s > 0 and name in timing.CATEGORIES
+        )
+        parts = ", ".join(f"{name} {_seconds(s)}" for name, s in c["breakdown"].items() if s >= 0.05)
+        rows.append(
+            f"<tr><td>{esc(c['category'])}/{esc(c['name'])}</td><td>{_seconds(total)}</td>"
+            f'<td style="width:55%"><div class="bar">{segments}</div></td><td>{esc(parts)}</td></tr>'
+        )
+    totals = report.get("time") or timing.totals(checks)
+    summed = ", ".join(f"{name} {s:.1f} s" for name, s in totals.items() if s)
+    line = report.get("timeline")
+    suite = (
+        f"<p>The whole run: {line['total_s']} s: {line['before_checks_s']} s before the check process, "
+        f"{line['check_process_start_s']} s its start-up (interpreter, pytest, imports, collection), "
+        f"{line['checks_s']} s in the checks, {line['between_checks_s']} s between them, "
+        f"{line['after_checks_s']} s after them (the report).</p>"
+        if line
+        else ""
+    )
+    return (
+        f'<h2>Where the time went</h2><p class="legend">{legend}</p>'
+        f'<table id="breakdown"><thead><tr><th>check</th><th>s</th><th>breakdown</th><th>seconds</th></tr>'
+        f"</thead><tbody>{''.join(rows)}</tbody></table><p>All checks: {esc(summed)}.</p>{suite}"
     )
 
 
@@ -263,6 +314,7 @@ level {esc(report["level"])} · backend {esc(report["backend"])} · {report["dur
 <table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
 <th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
 {comp_html}
+{breakdown_html(report)}
 <h2>Plots</h2>{"".join(plots + extra) or "<p>none</p>"}
 <h2>Environment fingerprint</h2><pre>{esc(json.dumps(report["fingerprint"], indent=1, default=str))}</pre>
 </body></html>"""
@@ -278,6 +330,9 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
         f"{report['duration_s']} s)"
     )
     lines.append("  " + ", ".join(f"{v} {k}" for k, v in c.items() if v))
+    if report.get("time"):
+        spent = ", ".join(f"{k} {v:.1f}" for k, v in report["time"].items() if v >= 0.05)
+        lines.append(f"  time in the checks (s): {spent}")
     gpu, diagnosis = report["gpu"], report.get("diagnosis") or {}
     broken = _layer(diagnosis, diagnosis.get("first_broken") or "")
     if diagnosis.get("staged_root"):

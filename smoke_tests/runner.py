@@ -21,7 +21,7 @@ from typing import Any
 
 from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor.model import Layer
-from smoke_tests import report
+from smoke_tests import report, timing, worker
 from smoke_tests.speed import level_settings, settings
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -51,6 +51,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="fail when no NVIDIA GPU is found (also REQUIRE_GPU=1)",
     )
     p.add_argument("-k", dest="select", help="only checks matching this pytest -k expression")
+    p.add_argument(
+        "--isolation",
+        choices=worker.ISOLATIONS,
+        default=os.environ.get("SMOKE_ISOLATION") or worker.ISOLATIONS[0],
+        help="how the workloads run: in one worker process that imports the framework once (default), or "
+        "each in a fresh interpreter (subprocess: the slower way before, kept for comparison)",
+    )
     return p.parse_args(argv)
 
 
@@ -109,6 +116,7 @@ def run_checks(out: Path, level: str, args: argparse.Namespace, require_gpu: boo
             filter(None, [str(CHECKS_DIR.parent.parent), os.environ.get("PYTHONPATH")])
         ),
     }
+    env.update(worker.check_process_env(args.isolation, os.environ))
     if args.data:
         env["SMOKE_DATA"] = str(args.data.resolve())
     cmd = [
@@ -186,7 +194,9 @@ def build_report(
     baseline: dict[str, Any] | None,
     require_gpu: bool,
     started: float,
+    timeline: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
+    """The report; `timeline`: when the run started and the check process was launched (epoch seconds)."""
     from smoke_tests import backend
 
     data: dict[str, Any] = {
@@ -209,6 +219,9 @@ def build_report(
         data["comparison"] = report.compare(baseline, data, settings()["report"]["baseline_tolerance"])
     data["verdict"] = report.verdict(checks, data.get("comparison"))
     data["duration_s"] = round(time.perf_counter() - started, 1)
+    data["time"] = timing.totals(checks)
+    if timeline is not None:
+        data["timeline"] = timing.suite_timeline(*timeline, time.time(), checks)
     return data
 
 
@@ -240,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         from gpu_doctor.cli import main as doctor
 
         return doctor(argv[1:], prog="python -m smoke_tests doctor")
-    started = time.perf_counter()
+    started, started_epoch = time.perf_counter(), time.time()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
     try:
@@ -266,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if note := _gpu_note(found):
         print(f"  note: {note}")
+    launched = time.time()
     code, note = run_checks(out, args.level, args, require_gpu)
     checks = read_results(out)
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
@@ -283,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                 "message": note,
             }
         )
-    data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started)
+    data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
+                        (started_epoch, launched))  # fmt: skip
     (out / "report.json").write_text(json.dumps(data, indent=1, default=str))
     (out / "report.html").write_text(report.render_html(data, out))
     print(report.summary_text(data, out))

@@ -497,10 +497,12 @@ def visualize(
     images, start, end = filter_patterns(
         model, layer_name, filters, cfg.filter_steps, cfg.filter_step_size, seed=ctx.seed
     )
+    ctx.phase("plots")
     ctx.partial["plots"] += [
         plot_activations(maps, sample, ctx.out_dir / "activations.png", cfg.channels_shown),
         plot_filters(images, filters, layer_name, ctx.out_dir / "filter_patterns.png"),
     ]
+    ctx.phase("evaluate")
     return {
         "activation_layers": checks,
         "activation_shapes_ok": all(c["shape_ok"] for c in checks.values()),
@@ -515,6 +517,7 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
     """Data, model (trained on canvases, or --model), the three techniques, the pointing game."""
     p = ctx.partial
     p.update(device=backend.device_description(), plots=[])
+    ctx.phase("data")
     ds = data.load_mnist(data_dir, ctx.allow_download)
     if ctx.negative_control:
         ds = data.shuffled_labels(ds, ctx.seed)
@@ -533,6 +536,7 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
         p.update(variant="canvas", stage="canvas")
         size = cfg.canvas
         x, y, _ = make_canvases(ds.x_train, ds.y_train, size, cfg.copies, ctx.seed, cfg.ink_threshold)
+        ctx.phase("train")
         model = build_canvas_model(size, len(ds.classes), cfg.learning_rate)
     for name, option in ((args.layer, "--layer"), (args.cam_layer, "--cam-layer")):
         if name is not None:  # fail on a wrong layer name before training, not after
@@ -542,6 +546,7 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
         p["history"] = recorder.history
         p["timings"] = recorder.timings(ctx.elapsed())
         model.save(ctx.out_dir / "model.keras")
+    ctx.phase("evaluate")
     # held-out images at the model's size: canvases when it is larger than the images
     test_x, test_y, boxes = make_canvases(ds.x_test, ds.y_test, size, 1, ctx.seed + 1, cfg.ink_threshold)
     x_test = prepare(test_x)
@@ -558,6 +563,7 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
         metrics.update(
             pointing_game_ink=ink["pointing_game"], pointing_game_ink_chance=ink["pointing_game_chance"]
         )
+    ctx.phase("plots")
     titles = [
         f"{ds.classes[c][:8]} {'hit' if h else 'MISS'}"
         for c, h in zip(test_y[:16], game["hits"][:16], strict=True)

@@ -244,6 +244,7 @@ def run_stage(
     """
     p = ctx.partial
     p.update(variant=f"stage{cfg.stage}", stage=f"stage{cfg.stage}", device=backend.device_description())
+    ctx.phase("data")
     ds = load_data(data_dir, ctx.quick, cfg, seed=ctx.seed, allow_download=ctx.allow_download)
     if ctx.negative_control:
         ds = data.shuffled_labels(ds, ctx.seed)
@@ -261,6 +262,7 @@ def run_stage(
         "config": asdict(cfg),
     }
     initial_epoch = 0
+    ctx.phase("train")
     if resume is not None:
         model, saved = load_checkpoint(resume)
         initial_epoch = saved["epochs_done"]
@@ -281,7 +283,9 @@ def run_stage(
         verbose=ctx.verbose,
     )
     p["timings"] = recorder.timings(ctx.elapsed())
+    ctx.phase("evaluate")
     p["metrics"] = evaluate(model, ds, cfg)
+    ctx.phase("plots")
     p["plots"] = [
         plots.training_curves(history, ctx.out_dir / "training_curves.png", f"{ds.name}: stage {cfg.stage}"),
         plot_predictions(model, ds, ctx.out_dir / "predictions.png"),

@@ -33,6 +33,10 @@ class RunContext:
     partial: dict = field(default_factory=dict)
     started_at: str = field(default_factory=results.now)
     t0: float = field(default_factory=time.perf_counter)
+    # Where the run's time went (result.json `timings.phases`): seconds per phase the workload named with
+    # `phase()`, the rest (set-up, saving, result.json) under "other".
+    phases: dict[str, float] = field(default_factory=dict)
+    current_phase: tuple[str, float] | None = None
 
     @property
     def level(self) -> str:
@@ -40,6 +44,25 @@ class RunContext:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
+
+    def phase(self, name: str) -> None:
+        """From now on the run's time counts toward `name` (one of PHASES), until the next call."""
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {name!r}: one of {', '.join(PHASES)}")
+        now = time.perf_counter()
+        label, since = self.current_phase or ("other", self.t0)
+        self.phases[label] = self.phases.get(label, 0.0) + now - since
+        self.current_phase = (name, now)
+
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds per phase so far; they add up to `elapsed()`."""
+        self.phase("other")
+        return {name: round(seconds, 3) for name, seconds in self.phases.items()}
+
+
+# The phases a workload marks with `ctx.phase(...)` (smoke_tests/timing.py splits "train" into compile, the
+# time until the first compiled training call returned, and steady training).
+PHASES = ("data", "train", "evaluate", "plots", "other")
 
 
 def default_out_dir(workload: str) -> Path:
@@ -74,6 +97,7 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
     )
     verdicts = thresholds.check(p.get("metrics", {}), rules)
     status = status or results.status_of(verdicts)
+    fingerprint = environment_fingerprint(ctx.backend)
     if not message:
         failed = [k for k, v in verdicts.items() if not v["passed"]]
         message = {
@@ -98,15 +122,20 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
         "metrics": p.get("metrics", {}),
         "thresholds": verdicts,
         "history": p.get("history", {}),
-        "timings": p.get("timings")
-        or {
-            "total_s": round(ctx.elapsed(), 3),
-            "first_epoch_s": None,
-            "steady_ms_per_step": None,
-            "samples_per_s": None,
+        "timings": {
+            **(
+                p.get("timings")
+                or {
+                    "total_s": round(ctx.elapsed(), 3),
+                    "first_epoch_s": None,
+                    "steady_ms_per_step": None,
+                    "samples_per_s": None,
+                }
+            ),
+            "phases": ctx.phase_seconds(),
         },
         "plots": p.get("plots", []),
-        "fingerprint": environment_fingerprint(ctx.backend),
+        "fingerprint": fingerprint,
         "started_at": ctx.started_at,
         "finished_at": results.now(),
     }

@@ -49,6 +49,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.steady_ms: list[float] = []
         self._last_save = -math.inf
         self.diverged_at: int | None = None
+        self.compile_s: float | None = None
 
     def on_train_begin(self, logs=None):
         self._train_start = time.perf_counter()
@@ -59,7 +60,10 @@ class RunRecorder(keras.callbacks.Callback):
         self._batch_marks: list[tuple[int, float]] = []
 
     def on_train_batch_end(self, batch, logs=None):
-        self._batch_marks.append((batch, time.perf_counter()))
+        now = time.perf_counter()
+        if self.compile_s is None:  # the first compiled call of the first fit returned: tracing, compiling
+            self.compile_s = now - self._train_start
+        self._batch_marks.append((batch, now))
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged_at = len(self.epoch_seconds) + 1
@@ -88,7 +92,8 @@ class RunRecorder(keras.callbacks.Callback):
         )
 
     def timings(self, total_s: float) -> dict:
-        """first epoch (with compilation), steady-state ms/step (later epochs), samples/s."""
+        """first epoch (with compilation), the first compiled call (compile_s: tracing, compilation and that
+        call), steady-state ms/step (later epochs), samples/s."""
         steady = None
         if len(self.epoch_seconds) >= 2:
             steady = statistics.median(1000 * s / self.steps_per_epoch for s in self.epoch_seconds[1:])
@@ -99,6 +104,7 @@ class RunRecorder(keras.callbacks.Callback):
         return {
             "total_s": round(total_s, 3),
             "first_epoch_s": round(self.epoch_seconds[0], 3) if self.epoch_seconds else None,
+            "compile_s": round(self.compile_s, 3) if self.compile_s is not None else None,
             "steady_ms_per_step": round(steady, 4) if steady else None,
             "samples_per_s": round(1000 * self.batch_size / steady, 1) if steady else None,
         }

@@ -267,6 +267,7 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
     """The course's recipe: phase 1 (head), phase 2 (fine-tune mixed7 at lr/10, batch norm frozen)."""
     p = ctx.partial
     p.update(variant="inception_v3", stage="inception_v3", device=backend.device_description(), plots=[])
+    ctx.phase("data")
     folder = Path(data_dir) if data_dir is not None else default_image_folder()
     train, val, describe = image_datasets(folder, cfg, ctx.seed, ctx.out_dir)
     p["dataset"] = describe
@@ -276,6 +277,7 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
     history = p.setdefault("history", {})
     metrics = p.setdefault("metrics", {})
 
+    ctx.phase("train")
     base = inception_base(weights, cfg)
     model = compile_model(
         build_inception_model(base, len(describe["classes"]), cfg), cfg.learning_rate, "rmsprop"
@@ -291,6 +293,7 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
         validation_data=val, steps=steps, verbose=ctx.verbose)  # fmt: skip
     metrics["phase2_accuracy"] = accuracy(model, val)
     p["timings"] = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    ctx.phase("plots")
     p["plots"].append(plot_phases(history, ctx.out_dir / "phases.png", describe["name"]))
 
 

@@ -284,6 +284,7 @@ def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
     """Pretrain on 0-4; draws of few labels of 5-9, transfer against scratch on each; the paired margin."""
     p = ctx.partial
     p.update(variant="self", stage="self", device=backend.device_description(), plots=[])
+    ctx.phase("data")
     ds = data.load_mnist(data_dir, ctx.allow_download)
     parts = split_classes(ds, cfg, ctx.quick, ctx.seed)
     n_draws = cfg.quick_draws if ctx.quick else cfg.draws
@@ -296,16 +297,20 @@ def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
     }
     p["hyperparameters"] = {**asdict(cfg), "draws_run": n_draws}
     metrics = p.setdefault("metrics", {})
+    ctx.phase("train")
     model, recorder = pretrain(parts, cfg, ctx.quick, ctx.verbose)
     p["history"] = {f"pretrain_{k}": v for k, v in recorder.history.items()}
     base = model.get_layer("base")
     if ctx.negative_control:  # a broken "pretrained" base: what it learned is thrown away
         base.set_weights(build_base().get_weights())
     # The base as the transfer gets it, under its pretraining head: is it the model that learned 0-4?
+    ctx.phase("evaluate")
     metrics["pretrain_accuracy"] = accuracy(model, *parts["pretrain_test"])
+    ctx.phase("train")  # the draws: each trains, then evaluates, three models
     trials = FewLabelDraws(base, cfg, parts["test"])
     rng = np.random.default_rng(ctx.seed)
     draws = [trials.run(*draw_few(parts["pool"], cfg.labels_per_class, rng), rng) for _ in range(n_draws)]
     metrics.update(summarize(draws))
     p["timings"] = {**recorder.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    ctx.phase("plots")
     p["plots"].append(plot(metrics, ctx.out_dir / "transfer_vs_scratch.png", ds.name, cfg.labels_per_class))

@@ -1,5 +1,6 @@
 """Shared fixtures of the smoke checks: level settings, the GPU diagnosis and its NVML picture, the
-framework's GPUs."""
+framework's GPUs, and the workload worker (started as soon as the checks are collected, so that its
+framework import overlaps the checks before the workloads)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,47 @@ from gpu_doctor import system as gpu_system
 from smoke_tests import backend
 from smoke_tests.plugin import check, out_dir  # noqa: F401 - `check` also when pytest runs these directly
 from smoke_tests.speed import level_settings, settings
+from smoke_tests.worker import ENTRY, WorkloadWorker
+
+WORKLOAD_MODULE = "test_3_workloads.py"
+_WORKER = pytest.StashKey[tuple[WorkloadWorker, str]]()
+
+
+def isolation() -> str:
+    """How the workloads run: "worker" (default) or "subprocess" (each in a fresh interpreter)."""
+    return os.environ.get("SMOKE_ISOLATION") or "worker"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    items = [i for i in session.items if i.nodeid.split("::")[0].endswith(WORKLOAD_MODULE)]
+    if not items or isolation() != "worker":
+        return
+    names = [i.callspec.params["name"] for i in items]
+    # Test hook: a stand-in for the workloads' CLI that crashes or hangs (tests/smoke/test_worker.py).
+    entry = os.environ.get("SMOKE_WORKER_ENTRY") or ENTRY
+    worker = WorkloadWorker(out_dir() / "workloads" / "worker.log", names, entry)
+    worker.start()
+    session.config.stash[_WORKER] = (worker, items[-1].nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    entry = session.config.stash.get(_WORKER, None)
+    if entry is not None:
+        entry[0].stop()
+
+
+@pytest.fixture
+def workload_worker(request: pytest.FixtureRequest) -> Any:
+    """The session's worker, or None when the workloads run as subprocesses. Stopped after the last
+    workload, so that it holds no memory (GPU memory included) while the speed checks run."""
+    entry = request.config.stash.get(_WORKER, None)
+    if entry is None:
+        yield None
+        return
+    worker, last = entry
+    yield worker
+    if request.node.nodeid == last:
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

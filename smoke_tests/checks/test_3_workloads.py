@@ -1,4 +1,8 @@
-"""The workloads, through their CLI in subprocesses, judged by the thresholds of their one data file."""
+"""The workloads, through their CLI, judged by the thresholds of their one data file.
+
+They run in the workload worker (smoke_tests/worker.py: one process that imports the framework once), or,
+with `--isolation subprocess` ($SMOKE_ISOLATION), each in a fresh `python -m workloads` as before.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,24 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smoke_tests import backend
+from smoke_tests import backend, timing
 from smoke_tests.plugin import CheckRecord
 from smoke_tests.speed import level_settings, settings
+from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
 
 WORKLOADS = level_settings(os.environ.get("SMOKE_LEVEL", "quick"))["workloads"]
 EXIT_MEANING = {1: "a threshold failed", 2: "bad input", 3: "training diverged (NaN)", 130: "interrupted"}
 
 
 def data_dir() -> tuple[Path | None, str]:
-    """MNIST data for the workloads: the user's ($SMOKE_DATA), the settings' default, or the workloads' chain."""
+    """MNIST data for the workloads: the user's ($SMOKE_DATA), the settings' default, or the workloads'
+    own chain."""
     from workloads.data import KNOWN_DATASETS
 
     if os.environ.get("SMOKE_DATA"):
@@ -33,6 +40,7 @@ def data_dir() -> tuple[Path | None, str]:
 
 
 def workload_command(name: str, out: Path, level: dict[str, Any], seed: int) -> list[str]:
+    """`python -m workloads ...` for one workload: its CLI arguments are `cmd[3:]`."""
     cmd = [sys.executable, "-m", "workloads", name, *level["workload_args"], "--out", str(out)]
     # The suite's seed: the thresholds are calibrated over seeds 0..9 (benchmarks/results/calibration/).
     cmd += ["--seed", str(seed), "--backend", backend.name()]
@@ -47,30 +55,60 @@ def workload_command(name: str, out: Path, level: dict[str, Any], seed: int) -> 
     return cmd
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
-def test_workload(name: str, check: CheckRecord, level: dict[str, Any], report_dir: Path, seed: int) -> None:
-    out = report_dir / "workloads" / name
-    cmd = workload_command(name, out, level, seed)
-    check.detail("command", " ".join(cmd[1:]))
-    if "--data" in cmd:
-        check.detail("data", {"path": cmd[cmd.index("--data") + 1], "origin": data_dir()[1]})
-    log = report_dir / "workloads" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    # A little under the pytest-timeout so the message names the workload rather than pytest internals.
-    limit = max(30, level["check_timeout_s"] - 10)
+def run_subprocess(cmd: list[str], log: Path, limit: float) -> Outcome:
+    """The workload in a fresh interpreter (`--isolation subprocess`): the way before the worker."""
+    t0 = time.monotonic()
     with log.open("w") as fh:
         try:
             proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit, check=False)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"workload {name} did not finish within {limit} s (log: {log.name})")
-    tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-    if proc.returncode == 2 and "invalid choice" in tail[0]:
-        pytest.fail(f"workload {name!r} is not available in this version of `workloads`")
+            return Outcome(None, time.monotonic() - t0, 0.0, f"stopped after {limit:.0f} s")
+    code = proc.returncode
+    if code < 0:
+        return Outcome(None, time.monotonic() - t0, 0.0, f"the process was killed by signal {-code}")
+    return Outcome(code, time.monotonic() - t0, 0.0)
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_workload(
+    name: str,
+    check: CheckRecord,
+    level: dict[str, Any],
+    report_dir: Path,
+    seed: int,
+    workload_worker: WorkloadWorker | None,
+) -> None:
+    out = report_dir / "workloads" / name
+    cmd = workload_command(name, out, level, seed)
+    check.detail("command", " ".join(cmd[1:]))
+    check.detail("isolation", "worker" if workload_worker else "subprocess")
+    if workload_worker is not None and workload_worker.entry != ENTRY:
+        check.warn(f"test hook SMOKE_WORKER_ENTRY={workload_worker.entry}: not the real workloads")
+    if "--data" in cmd:
+        check.detail("data", {"path": cmd[cmd.index("--data") + 1], "origin": data_dir()[1]})
+    log = report_dir / "workloads" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    (out / "result.json").unlink(missing_ok=True)  # a reused --out: never judge an earlier run's result
+    # A little under the pytest-timeout so the message names the workload rather than pytest internals.
+    limit = max(0.9 * level["check_timeout_s"], level["check_timeout_s"] - 10)
+    if workload_worker is not None:
+        outcome = workload_worker.run(cmd[3:], log, limit)
+    else:
+        outcome = run_subprocess(cmd, log, limit)
     result_file = out / "result.json"
-    assert result_file.is_file(), (
-        f"workload {name} wrote no result.json (exit {proc.returncode}: {tail[0][:200]})"
-    )
-    result = json.loads(result_file.read_text())
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    for category, seconds in timing.workload_breakdown(
+        result, outcome.wall_s, outcome.startup_s, workload_worker is not None
+    ).items():
+        check.time(category, seconds)
+    if outcome.exit is None:
+        pytest.fail(f"workload {name}: {outcome.error} (log: {log.name})")
+    tail = (log.read_text(errors="replace").strip().splitlines() if log.is_file() else [])[-1:] or [""]
+    if outcome.exit == 2 and "invalid choice" in tail[0]:
+        pytest.fail(f"workload {name!r} is not available in this version of `workloads`")
+    assert result is not None, f"workload {name} wrote no result.json (exit {outcome.exit}: {tail[0][:200]})"
+    code = outcome.exit
     check.detail("dataset", result.get("dataset"))
     check.detail("thresholds", result.get("thresholds"))
     for metric, value in (result.get("metrics") or {}).items():
@@ -93,7 +131,7 @@ def test_workload(name: str, check: CheckRecord, level: dict[str, Any], report_d
     if status == "unchecked":
         pytest.fail(f"workload {name}: nothing judged: workloads/thresholds.toml has no thresholds for it on "
                     f"dataset {dataset!r} at this level")  # fmt: skip
-    if proc.returncode != 0 or status != "passed":
-        meaning = EXIT_MEANING.get(proc.returncode, "error")
+    if code != 0 or status != "passed":
+        meaning = EXIT_MEANING.get(code, "error")
         why = f"thresholds failed: {', '.join(failed)}" if failed else f"log: {tail[0][:150]}"
-        pytest.fail(f"workload {name}: exit {proc.returncode} ({meaning}), status {status}; {why}")
+        pytest.fail(f"workload {name}: exit {code} ({meaning}), status {status}; {why}")

@@ -30,6 +30,12 @@ def _gpu0(system: dict[str, Any]) -> dict[str, Any]:
     return system["gpus"][0] if system["gpus"] else {}
 
 
+def _time_warmup_and_repeats(check: CheckRecord, seconds: float, repeats: list[float]) -> None:
+    """The report's breakdown: the untimed warm-up (compilation, library set-up) and the timed repeats."""
+    check.time("compile", seconds - sum(repeats))
+    check.time("steady", sum(repeats))
+
+
 @pytest.mark.parametrize("precision", backend.PRECISIONS)
 def test_matmul_tflops(
     precision: str, check: CheckRecord, level: dict[str, Any], system: dict[str, Any], device: str, seed: int
@@ -44,9 +50,13 @@ def test_matmul_tflops(
                 f"n/a: compute capability {gpu.get('compute_capability')} has no {precision} tensor cores"
             )
     n, steps, repeats = level["matmul_n"][device], level["matmul_steps"][device], level["repeats"]
+    started = time.perf_counter()
     run = backend.matmul_runner(n, precision, device, steps, seed)
+    check.time("data", time.perf_counter() - started)
+    started = time.perf_counter()
     with timed_window(check, f"matmul {precision}", device == "gpu") as window:
         times = time_repeats(run, repeats)
+    _time_warmup_and_repeats(check, time.perf_counter() - started, times)
     stats = summarize([2 * n**3 * steps / t / 1e12 for t in times])
     entry = expected_for(str(gpu.get("name", ""))) if device == "gpu" else None
     expected = entry.get(f"expected_{precision}") if entry else None
@@ -76,8 +86,10 @@ def test_host_to_device_bandwidth(
 ) -> None:
     mib, steps = level["h2d_mib"], level["h2d_steps"]
     run = backend.h2d_runner(mib, steps)
+    started = time.perf_counter()
     with timed_window(check, "host-to-device copy", True) as window:
         times = time_repeats(run, level["repeats"])
+    _time_warmup_and_repeats(check, time.perf_counter() - started, times)
     stats = summarize([mib * 2**20 * steps / t / 1e9 for t in times])
     pcie = _gpu0(system).get("pcie", {})
     link = pcie_theoretical_gbs(pcie.get("gen_max"), pcie.get("width_max"))
@@ -127,11 +139,18 @@ def _chunk_timer(chunk: int, marks: list[float]) -> Any:
 
 
 def _rung_images_per_s(
-    cfg: dict[str, Any], x: np.ndarray, y: np.ndarray, level: dict[str, Any], device: str, seed: int
+    cfg: dict[str, Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    level: dict[str, Any],
+    device: str,
+    seed: int,
+    check: CheckRecord | None = None,
 ) -> list[float]:
     """Training images/s of the workloads' MNIST stage-5 model with one rung's settings, per timed chunk.
 
-    One fit runs 1 + repeats chunks; the first (tracing, compilation, warm-up) is not counted.
+    One fit runs 1 + repeats chunks; the first (tracing, compilation, warm-up) is not counted (in `check`'s
+    breakdown it is compile, the timed chunks steady).
     """
     import keras
 
@@ -166,7 +185,11 @@ def _rung_images_per_s(
             model.fit(**fit_args, epochs=1, verbose=0, callbacks=[_chunk_timer(chunk, marks)])
     finally:
         keras.config.set_dtype_policy("float32")
-    seconds = [b - a for a, b in itertools.pairwise(marks)][1:]
+    chunks = [b - a for a, b in itertools.pairwise(marks)]
+    if check is not None and chunks:
+        check.time("compile", chunks[0])
+        check.time("steady", sum(chunks[1:]))
+    seconds = chunks[1:]
     if len(seconds) < level["repeats"]:
         raise AssertionError(f"ladder: only {len(seconds)} timed chunks of {chunk} steps were recorded")
     return [chunk * batch / t for t in seconds]
@@ -181,12 +204,14 @@ def _has_tf() -> bool:
 
 
 def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str, seed: int) -> None:
+    started = time.perf_counter()
     x, y = _ladder_data(level["ladder_train_images"], seed)
+    check.time("data", time.perf_counter() - started)
     cfg: dict[str, Any] = {}
     ladder, invalid = [], []
     cpu_baseline = None
     if device == "gpu":
-        cpu_baseline = summarize(_rung_images_per_s({}, x, y, level, "cpu", seed))
+        cpu_baseline = summarize(_rung_images_per_s({}, x, y, level, "cpu", seed, check))
     rungs = level["ladder_rungs"][device]
     for label, change in RUNGS[:rungs]:
         cfg = {**cfg, **change}
@@ -194,7 +219,7 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
             cfg["spe"] = level["ladder_steps_per_execution"][device]
         started = time.perf_counter()
         with timed_window(check, f"ladder: {label}", device == "gpu") as window:
-            stats = summarize(_rung_images_per_s(cfg, x, y, level, device, seed))
+            stats = summarize(_rung_images_per_s(cfg, x, y, level, device, seed, check))
         wall = time.perf_counter() - started
         events = throttle_events(window.samples)
         if events:
@@ -221,6 +246,8 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
         check.figure("cpu_baseline", cpu_baseline["median"], "images/s")
     from smoke_tests.report import ladder_chart
 
+    started = time.perf_counter()
     check.plot(ladder_chart(ladder, check.out_dir / "ladder.png", device))
+    check.time("plots", time.perf_counter() - started)
     if invalid:
         raise InvalidMeasurement("ladder rungs measured while the GPU throttled: " + "; ".join(invalid))

@@ -76,6 +76,23 @@ def test_workloads_ran_with_their_results_and_plots(report: dict[str, Any], smok
     assert mnist["figures"]["test_accuracy"]["value"] >= 0.8
 
 
+def test_where_the_time_went(report: dict[str, Any]) -> None:
+    from smoke_tests import timing
+
+    for c in report["checks"]:
+        assert set(c["breakdown"]) == set(timing.CATEGORIES), c["name"]
+        assert sum(c["breakdown"].values()) == pytest.approx(c["duration_s"] + c["setup_s"], abs=0.1)
+    workloads = [c for c in report["checks"] if c["category"] == "workloads"]
+    assert all(c["details"]["isolation"] == "worker" for c in workloads)
+    for c in workloads:  # every workload reports its own phases
+        assert all(c["breakdown"][k] > 0 for k in ("data", "compile", "steady", "evaluation", "plots")), c
+    ladder = next(c for c in report["checks"] if c["name"] == "training_ladder")["breakdown"]
+    assert ladder["compile"] > 0 and ladder["steady"] > 0
+    assert report["time"]["start-up"] > 0  # the framework's import in the check process
+    line = report["timeline"]
+    assert 0 < line["checks_s"] <= line["total_s"] <= report["duration_s"] + 1
+
+
 def test_speed_and_reproducibility_figures(report: dict[str, Any]) -> None:
     by_name = {c["name"]: c for c in report["checks"]}
     fp32 = by_name["matmul_tflops[fp32]"]["figures"]["fp32_tflops"]
@@ -93,7 +110,10 @@ def test_fingerprint_is_complete(report: dict[str, Any]) -> None:
     fp = report["fingerprint"]
     assert fp["lock_sha256"] == hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
     assert fp["git_revision"] and fp["packages"]["keras"] and fp["python"]
-    assert fp["smoke_settings"]["level"] == "quick" and fp["smoke_settings"]["seed"]
+    from smoke_tests.speed import settings
+
+    assert fp["smoke_settings"]["level"] == "quick"
+    assert fp["smoke_settings"]["seed"] == settings()["framework"]["seed"]  # 0 is a seed too
 
 
 def test_junit_xml_lists_every_check(report: dict[str, Any], smoke_run: Any) -> None:
@@ -128,6 +148,10 @@ def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: An
         browser.get((smoke_run[1] / "report.html").as_uri())
         rows = browser.find_elements(By.CSS_SELECTOR, "table#checks tbody tr")
         assert len(rows) == len(report["checks"])
+        bars = browser.find_elements(By.CSS_SELECTOR, "table#breakdown tbody tr div.bar")
+        assert len(bars) == len(report["checks"])  # one stacked bar per check
+        drawn = [sum(s.size["width"] for s in b.find_elements(By.TAG_NAME, "span")) for b in bars]
+        assert max(drawn) > 100  # the longest check's segments are drawn
         assert browser.find_element(By.ID, "verdict").text.startswith("PASSED")
         images = browser.find_elements(By.TAG_NAME, "img")
         assert images and all(

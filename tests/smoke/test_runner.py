@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +49,20 @@ def test_a_probe_that_raises_never_crashes_the_runner(monkeypatch: pytest.Monkey
     assert found.gpu_found and found.first_broken is not None
     assert "GPU is lost" in found.first_broken.cause and not found.nvml["available"]
     assert "BROKEN" in runner._gpu_note(found)
+
+
+def test_the_doctor_and_the_runner_import_no_framework() -> None:
+    """`make doctor` stays fast where there is no GPU: neither it nor the runner's own modules (the worker's
+    client, the report) import a framework; only the check process and the worker do."""
+    code = (
+        "import sys; from smoke_tests.runner import main; code = main(['doctor', '--json']); "
+        "frameworks = ('tensorflow', 'jax', 'torch', 'keras'); "
+        "print(sorted(m for m in frameworks if m in sys.modules)); sys.exit(code)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          check=False, env={**os.environ, "KERAS_BACKEND": "tensorflow"})  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    *diagnosis, imported = proc.stdout.strip().splitlines()
+    if json.loads("\n".join(diagnosis))["gpu_found"]:
+        pytest.skip("a GPU is here: the doctor's framework layer imports the framework, as it should")
+    assert imported == "[]", proc.stdout[-500:]

@@ -185,8 +185,9 @@ def test_repeated_fills_the_steps_with_reshuffled_passes(ts):
 
 
 def test_restart_trains_like_a_new_model(ts):
-    """A compiled model restarted with other weights trains exactly as a new one built with them: its optimizer
-    state (step count, Adam's moments) is reset. (No dropout here: its random stream is not a weight.)"""
+    """A compiled model restarted with other weights trains exactly as a new one built with them: its
+    optimizer state (step count, Adam's moments) is reset. (No dropout here: its random stream is not a
+    weight.)"""
     import keras
 
     from workloads.training import restart
