@@ -7,6 +7,7 @@ Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad in
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def _check_positive(args: argparse.Namespace) -> None:
             raise errors.InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if getattr(args, "learning_rate", None) is not None and not args.learning_rate > 0:
         raise errors.InputError(f"--learning-rate must be positive, got {args.learning_rate}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:  # what NumPy and the backends' seeding accept
+        raise errors.InputError(f"--seed must be from 0 to {2**32 - 1}, got {seed}")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -95,7 +99,9 @@ def dispatch(args: argparse.Namespace) -> int:
     _check_positive(args)
     if args.workload == "mnist" and not 1 <= args.stage <= 5:
         raise errors.InputError(f"unknown stage {args.stage}: the ladder has stages 1-5")
-    out_dir = prepare_out_dir(args.out or getattr(args, "resume", None) or default_out_dir(args.workload))
+    resume = getattr(args, "resume", None)
+    out_dir = args.out or resume or default_out_dir(args.workload)
+    out_dir = prepare_out_dir(out_dir, resuming=resume is not None and Path(out_dir) == Path(resume))
     backend = select_backend(args.backend)
     from workloads.training import progress_verbosity  # imports keras: only once the backend is chosen
 
@@ -129,7 +135,12 @@ def dispatch(args: argparse.Namespace) -> int:
     raise errors.InputError(f"unknown workload {args.workload!r}")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM (docker stop, systemctl stop, kill) ends a run the way Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -137,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     except errors.WorkloadError as exc:
         print(f"workloads {args.workload}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
+        print(f"workloads {args.workload}: interrupted", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
