@@ -57,6 +57,11 @@ def file_hashes(path: Path) -> dict:
     return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
+def _why(exc: BaseException) -> str:
+    """An exception's message on one line (tarfile's can span several), short enough for an error line."""
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
 def pinned_mismatch(name: str, spec: dict, hashes: dict) -> str | None:
     """A message when a pinned hash (sha256 or md5 of assets.toml) differs from the file's."""
     for algo in ("sha256", "md5"):
@@ -100,7 +105,7 @@ def fetch(
                 raise InputError(f"download of {problem} (corrupted or changed upstream)")
             os.replace(tmp, target)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise InputError(f"{name}: download from {spec['url']} failed ({exc})") from None
+            raise InputError(f"{name}: download from {spec['url']} failed ({_why(exc)})") from None
         finally:
             Path(tmp).unlink(missing_ok=True)
         manifest["assets"][name] = {
@@ -347,7 +352,7 @@ def _stage(open_member, staging: Path, name: str, entry: dict, source: Path) -> 
                 out.write(chunk)
         os.chmod(staged, new_file_mode())
     except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-        raise InputError(f"install of {rel} into {home} failed, nothing installed ({exc})") from None
+        raise InputError(f"install of {rel} into {home} failed, nothing installed ({_why(exc)})") from None
     hashes = {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
     _check_hashes(f"{source}: {name}: {rel}", hashes, entry)
     return [f"files/{rel}", rel]
@@ -373,12 +378,12 @@ def _open_bundle(source: Path, table: dict) -> Iterator[tuple[dict, Callable[[st
     try:
         tar = tarfile.open(source, "r:*")  # noqa: SIM115 (closed by the `with tar` below)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{source}: not a readable bundle archive ({exc})") from None
+        raise InputError(f"{source}: not a readable bundle archive ({_why(exc)})") from None
     with tar:
         try:
             members = _archive_members(tar, source, table)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{source}: not a readable bundle archive ({exc})") from None
+            raise InputError(f"{source}: not a readable bundle archive ({_why(exc)})") from None
         manifest = members.pop(MANIFEST)
 
         def open_member(rel: str) -> BinaryIO:

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return dispatch(args)
     except errors.WorkloadError as exc:
-        print(f"workloads {args.workload}: error: {exc}", file=sys.stderr)
+        print(f"workloads {args.workload}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return exc.exit_code
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
         print(f"workloads {args.workload}: interrupted", file=sys.stderr)
