@@ -248,13 +248,18 @@ def install(source: Path, home: Path | None = None, table: dict | None = None) -
     recover(home)
     with _open_bundle(source, table) as (manifest, open_member):
         plan = _plan(home, manifest)
-        staging = _make_staging(home)
+        staging = None
         try:
+            with _signals_held():  # a Ctrl-C now arrives once `staging` is known, inside this try
+                staging = _make_staging(home)
             moves = [_stage(open_member, staging, name, entry, source) for name, entry in plan["install"]]
             write_json(staging / COMMIT, {"moves": moves})
-            _commit(home, staging, moves)
+            with _signals_held():
+                _commit(home, staging, moves)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            with _signals_held():
+                if staging is not None:
+                    shutil.rmtree(staging, ignore_errors=True)
     done = {home / target: "installed" for _, target in moves}
     done.update({home / target: "unchanged" for target in plan["unchanged"]})
     return dict(sorted(done.items()))
@@ -266,12 +271,14 @@ def recover(home: Path) -> None:
         if staging.is_symlink() or not staging.is_dir():
             continue
         moves = _read_commit(staging / COMMIT)
+        with _signals_held():
+            if moves is not None:
+                _commit(home, staging, moves)
+            shutil.rmtree(staging, ignore_errors=True)
         if moves is None:
             print(f"removed the staging folder of an interrupted install: {staging}")
         else:
-            _commit(home, staging, moves)
             print(f"finished an interrupted install into {home} ({len(moves)} file(s))")
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_commit(path: Path) -> list[list[str]] | None:
@@ -291,16 +298,21 @@ def _safe_rel(rel: str) -> bool:
     return bool(parts) and not Path(rel).is_absolute() and ".." not in parts
 
 
-def _commit(home: Path, staging: Path, moves: list[list[str]]) -> None:
-    """The renames, with SIGINT and SIGTERM held until they are done (a few renames: instant)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (renames, removing the staging folder: instant)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        for staged, target in moves:
-            if (staging / staged).is_file():
-                os.replace(staging / staged, home / target)
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _commit(home: Path, staging: Path, moves: list[list[str]]) -> None:
+    """The renames; call with the signals held. A staged file already gone was renamed before a kill."""
+    for staged, target in moves:
+        if (staging / staged).is_file():
+            os.replace(staging / staged, home / target)
 
 
 def _plan(home: Path, manifest: dict) -> dict:

@@ -135,22 +135,33 @@ def dispatch(args: argparse.Namespace) -> int:
     raise errors.InputError(f"unknown workload {args.workload!r}")
 
 
+_working = False
+
+
 def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # SIGTERM (docker stop, systemctl stop, kill) ends a run the way Ctrl-C does
+    """Ctrl-C, and SIGTERM (docker stop, systemctl stop, kill) the same way: interrupt the work; once it is
+    done and reported, a late signal changes nothing (rather than a traceback on the way out)."""
+    if _working:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    global _working
+    _working = True
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    parser, args = build_parser(), None
     try:
+        args = parser.parse_args(argv)
         return dispatch(args)
     except errors.WorkloadError as exc:
         print(f"workloads {args.workload}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return exc.exit_code
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
-        print(f"workloads {args.workload}: interrupted", file=sys.stderr)
+        print(f"workloads {getattr(args, 'workload', '')}: interrupted", file=sys.stderr)  # no traceback
         return errors.EXIT_INTERRUPTED
+    finally:
+        _working = False
 
 
 if __name__ == "__main__":
