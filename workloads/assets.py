@@ -149,6 +149,8 @@ def _parse_manifest(raw: bytes, where: str, table: dict) -> dict:
         raise InputError(f"{where}: not an assets manifest of format {FORMAT}")
     if not isinstance(manifest["assets"], dict):
         raise InputError(f"{where}: 'assets' is not a table of assets")
+    if not manifest["assets"]:
+        raise InputError(f"{where}: the manifest lists no assets")
     for name, entry in manifest["assets"].items():
         if name not in table:
             raise InputError(f"{where}: unknown asset {name[:80]!r} (assets.toml knows {', '.join(table)})")
@@ -181,8 +183,6 @@ def verify(bundle: Path, table: dict | None = None) -> dict:
     if not bundle.is_dir():
         raise InputError(f"{bundle}: no such bundle folder")
     manifest = _read_manifest(bundle, table)
-    if not manifest["assets"]:
-        raise InputError(f"{bundle}: the manifest lists no assets")
     for name, entry in manifest["assets"].items():
         rel = Path(entry["subdir"]) / entry["file"]
         path = bundle / rel
