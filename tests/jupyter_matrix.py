@@ -55,7 +55,8 @@ def assert_only_the_token_opens(base: str, token: str | None) -> None:
     if token:
         assert request("GET", base + "/api/status", token) == 200
         file = {"type": "file", "format": "text", "content": "written with the token"}
-        assert request("PUT", base + "/api/contents/kw-auth-check.txt", token, file) in (200, 201)
+        status = request("PUT", base + "/api/contents/kw-auth-check.txt", token, file)
+        assert status in (200, 201), f"the token could not write a file: {status}"
 
 
 def password_login_status(base: str, password: str) -> int:

@@ -90,9 +90,10 @@ def test_the_token_opens_it_and_nothing_else(jupyter) -> None:
     assert DISABLED not in logs and server.token not in logs, "the log must not show the token"
 
 
-def test_a_generated_token_is_not_logged_and_works(containers) -> None:
+def test_a_generated_token_is_not_logged_and_works(containers, tmp_path_factory) -> None:
     """No credential given: a token is generated; `jupyter server list` in the container shows it."""
-    cid, base, state = serve(containers, "--user", f"{HOST_UID}:{HOST_UID}")
+    work = host_workdir(tmp_path_factory, "generated-token")
+    cid, base, state = serve(containers, "--user", f"{HOST_UID}:{HOST_UID}", "-v", f"{work}:/work")
     assert state == "serving", containers.logs(cid)[-3000:]
     listing = containers.exec(cid, "jupyter", "server", "list", "--json")
     token = json.loads(listing.splitlines()[0])["token"]
