@@ -33,7 +33,6 @@ from workloads.atomic import new_file_mode, write_json
 from workloads.backend import keras_home
 from workloads.errors import InputError
 from workloads.locks import lock_folder
-from workloads.results import now
 
 ASSETS_FILE = Path(__file__).with_name("assets.toml")
 MANIFEST = "manifest.json"
@@ -121,6 +120,8 @@ def fetch(
 
 
 def _empty_manifest() -> dict:
+    from workloads.results import now  # jsonschema comes with it: only where a manifest is made
+
     return {"format": FORMAT, "created": now(), "assets": {}}
 
 

@@ -89,13 +89,13 @@ def _check_positive(args: argparse.Namespace) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Choose the backend, then import and run the chosen workload (Keras is first imported here)."""
-    from workloads.backend import seed_everything, select_backend
-    from workloads.run import RunContext, default_out_dir, prepare_out_dir
-
     if args.workload == "assets":  # files only: no Keras backend needed
         from workloads import assets
 
         return assets.main(args)
+    from workloads.backend import seed_everything, select_backend
+    from workloads.run import RunContext, default_out_dir, prepare_out_dir
+
     _check_positive(args)
     if args.workload == "mnist" and not 1 <= args.stage <= 5:
         raise errors.InputError(f"unknown stage {args.stage}: the ladder has stages 1-5")
