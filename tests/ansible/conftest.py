@@ -27,7 +27,7 @@ ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOK_BIN = REPO / ".venv" / "bin" / "ansible-playbook"
 USER = "researcher"
 # Sources python_env installs; snapshotted so parallel edits of the checkout cannot make a re-run "changed".
-SOURCE_PATHS = ["pyproject.toml", "uv.lock", "README.md", "workloads", "smoke_tests"]
+SOURCE_PATHS = ["pyproject.toml", "uv.lock", "README.md", "workloads", "smoke_tests", "gpu_doctor"]
 TIMINGS_FILE = REPO / "reports" / "ansible" / "timings.json"
 TIMINGS: dict[str, float] = {}
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -111,3 +111,14 @@ def test_the_write_probe_never_writes_through_a_planted_link(tmp_path: Path) -> 
     (out / ".write-test").symlink_to(precious)
     runner._out_dir(out)
     assert precious.read_text() == "keep me"
+
+
+def test_a_probe_that_raises_never_crashes_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    def lost(**_: Any) -> None:
+        raise RuntimeError("GPU is lost")  # what a binding could raise mid-probe
+
+    monkeypatch.setattr(runner, "diagnose", lost)
+    found = runner.probe_gpu()
+    assert found.gpu_found and found.first_broken is not None
+    assert "GPU is lost" in found.first_broken.cause and not found.nvml["available"]
+    assert "BROKEN" in runner._gpu_note(found)
