@@ -2,7 +2,9 @@
 `python -m smoke_tests doctor`: only the layered GPU diagnosis (gpu_doctor), in seconds.
 
 The checks run in a child so that a crash (a segfault in a CUDA library) or a hang past the suite's time
-limit still leaves a report. Exit codes: 0 all passed, 1 a check failed, 2 the suite could not run.
+limit still leaves a report. So does SIGINT (Ctrl-C) or SIGTERM: the child's process group is stopped and the
+report, marked interrupted, lists what ran. Exit codes: 0 all passed, 1 a check failed, 2 the suite could
+not run, 130 / 143 interrupted by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -23,6 +28,7 @@ from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor.model import Layer
 from smoke_tests import report, timing, worker
 from smoke_tests.speed import level_settings, settings
+from workloads.atomic import atomic_write
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
@@ -68,11 +74,35 @@ def _load_baseline(path: Path | None) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except OSError as err:
         raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
-    except ValueError as err:
-        raise UsageError(f"--baseline {path}: not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:
+        raise UsageError(f"--baseline {path}: not valid JSON ({str(err)[:200]})") from None
     if not isinstance(data, dict) or "checks" not in data:
         raise UsageError(f"--baseline {path}: not a smoke-test report.json (no 'checks')")
+    if problem := baseline_problem(data):
+        raise UsageError(f"--baseline {path}: not a smoke-test report.json ({problem})")
     return data
+
+
+def baseline_problem(data: dict[str, Any]) -> str | None:
+    """The first part of a baseline that report.compare could not read, checked before the suite runs."""
+    checks = data["checks"]
+    if not isinstance(checks, list):
+        return "'checks' is not a list"
+    for i, check in enumerate(checks):
+        if not isinstance(check, dict):
+            return f"checks[{i}] is not an object"
+        if not isinstance(check.get("id"), str) or not isinstance(check.get("status"), str):
+            return f"checks[{i}] has no text 'id' and 'status'"
+        figures = check.get("figures", {})
+        if not isinstance(figures, dict):
+            return f"checks[{i}].figures is not an object"
+        for name, fig in figures.items():
+            value = fig.get("value") if isinstance(fig, dict) else None
+            if not isinstance(fig, dict) or (
+                value is not None and (type(value) not in (int, float) or not math.isfinite(value))
+            ):
+                return f"checks[{i}].figures.{name[:40]} has no numeric 'value'"
+    return None
 
 
 def _out_dir(arg: Path | None) -> Path:
@@ -80,8 +110,10 @@ def _out_dir(arg: Path | None) -> Path:
     out = arg or Path(settings()["report"]["root"]) / stamp
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").write_text("ok")
-        (out / ".write-test").unlink()
+        # A new file (O_EXCL): a link planted under a known probe name cannot redirect the write.
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
     return out.resolve()
@@ -146,26 +178,96 @@ def run_checks(out: Path, level: str, args: argparse.Namespace, require_gpu: boo
         cmd += ["-k", args.select]
     relay = _relay(read_fd)
     with (out / "pytest.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,))
+        # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
+        )
         os.close(write_fd)
-        try:
-            code: int | None = proc.wait(timeout=limits["suite_timeout_s"])
-            note = ""
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code, note = None, f"the suite passed its {limits['suite_timeout_s']} s limit and was stopped"
+        code, note = _wait(proc, limits["suite_timeout_s"])
+        stop_process_group(proc)  # whatever a check started and left behind
     relay.join(timeout=5)
     if code is not None and code < 0:
         code, note = None, f"the check process died (signal {-code}); see pytest.log"
     return code, note
 
 
+# --- signals and the check process ------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT and SIGTERM are recorded here and acted on where the runner can do it cleanly: the check
+    process group is stopped, and the report (marked interrupted) is written all the same."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._record)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum
+            # os.write: a print here could land inside another print of the main thread (reentrant I/O)
+            message = f"\nsmoke_tests: {self.name} received: stopping the checks, writing the report\n"
+            os.write(2, message.encode())
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def note(self, started: bool) -> str:
+        if not started:
+            return f"interrupted by {self.name} before the checks started"
+        return f"interrupted by {self.name}: the checks were stopped; those that finished are reported"
+
+
+STOP = StopRequest()
+
+
+def _wait(proc: subprocess.Popen, limit_s: float) -> tuple[int | None, str]:
+    """The check process's exit code; None with a note when it was stopped (a signal, the time limit)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return proc.wait(timeout=0.25), ""
+        except subprocess.TimeoutExpired:
+            pass
+        if STOP.signum is not None:
+            stop_process_group(proc)
+            return None, STOP.note(started=True)
+        if time.monotonic() > deadline:
+            stop_process_group(proc)
+            return None, f"the suite passed its {limit_s} s limit and was stopped"
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM to the check process's group (pytest and the workloads it runs; a workload keeps its result
+    on SIGTERM), then SIGKILL to whatever is left after `grace_s`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the leader; the others are reaped by whoever inherits them
+            try:
+                os.killpg(proc.pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.1)
+    proc.wait()
+
+
 def read_results(out: Path) -> list[dict[str, Any]]:
+    """One record per finished check; a last line cut short by a killed check process is left out."""
     path = out / "results.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict):
+                records.append(record)
+    return records
 
 
 def fingerprint(out: Path, level: str, require_gpu: bool) -> dict[str, Any]:
@@ -225,6 +327,14 @@ def build_report(
     return data
 
 
+def write_report(out: Path, data: dict[str, Any]) -> None:
+    """report.json and report.html, each written whole or not at all (a reader never sees half of one)."""
+    text = json.dumps(data, indent=1, default=str)
+    atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
+    page = report.render_html(data, out)
+    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+
+
 def probe_gpu() -> Diagnosis:
     """The layers below the framework, before the checks start. Never raises: a probe that fails (a GPU lost
     during the probe) is a broken layer in the diagnosis, reported as a check failure, not a traceback."""
@@ -256,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     started, started_epoch = time.perf_counter(), time.time()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
+    STOP.install()
     try:
         level_settings(args.level)
     except ValueError as err:
@@ -280,7 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     if note := _gpu_note(found):
         print(f"  note: {note}")
     launched = time.time()
-    code, note = run_checks(out, args.level, args, require_gpu)
+    if STOP.signum is None:
+        code, note = run_checks(out, args.level, args, require_gpu)
+    else:
+        code, note = None, STOP.note(started=False)
+    interrupted = STOP.name if code is None and STOP.signum is not None else ""
     checks = read_results(out)
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
         system = json.loads((out / "system.json").read_text())
@@ -299,9 +414,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
                         (started_epoch, launched))  # fmt: skip
-    (out / "report.json").write_text(json.dumps(data, indent=1, default=str))
-    (out / "report.html").write_text(report.render_html(data, out))
+    if interrupted:
+        data["interrupted"] = interrupted
+        data["verdict"] = "INTERRUPTED"
+    write_report(out, data)
     print(report.summary_text(data, out))
+    if interrupted:
+        return 128 + STOP.signum
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.
     if code in (2, 3, 4, 5):
         print(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",

@@ -8,10 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Property tests (hypothesis): no example database in the checkout, no per-example deadline (the machine is
+# shared); CI explores the same examples every run, so a failure there can be reproduced.
+settings.register_profile("project", database=None, deadline=None, derandomize=IN_CI, print_blob=True)
+settings.load_profile("project")
 
 
 def require(condition: bool, what: str) -> None:

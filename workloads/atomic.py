@@ -16,12 +16,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any other file
+        os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; results are shared like any other file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def new_file_mode() -> int:
+    """The mode `open()` would give a new file (0666 less the umask), for files made with mkstemp (0600)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -7,6 +7,7 @@ Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad in
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -95,21 +96,26 @@ def _check_positive(args: argparse.Namespace) -> None:
             raise errors.InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if getattr(args, "learning_rate", None) is not None and not args.learning_rate > 0:
         raise errors.InputError(f"--learning-rate must be positive, got {args.learning_rate}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:  # what NumPy and the backends' seeding accept
+        raise errors.InputError(f"--seed must be from 0 to {2**32 - 1}, got {seed}")
 
 
 def dispatch(args: argparse.Namespace) -> int:
     """Choose the backend, then import and run the chosen workload (Keras is first imported here)."""
-    from workloads.backend import seed_everything, select_backend
-    from workloads.run import RunContext, default_out_dir, prepare_out_dir
-
     if args.workload == "assets":  # files only: no Keras backend needed
         from workloads import assets
 
         return assets.main(args)
+    from workloads.backend import seed_everything, select_backend
+    from workloads.run import RunContext, default_out_dir, prepare_out_dir
+
     _check_positive(args)
     if args.workload == "mnist" and not 1 <= args.stage <= 5:
         raise errors.InputError(f"unknown stage {args.stage}: the ladder has stages 1-5")
-    out_dir = prepare_out_dir(args.out or getattr(args, "resume", None) or default_out_dir(args.workload))
+    resume = getattr(args, "resume", None)
+    out_dir = args.out or resume or default_out_dir(args.workload)
+    out_dir = prepare_out_dir(out_dir, resuming=resume is not None and Path(out_dir) == Path(resume))
     backend = select_backend(args.backend)
     from workloads.training import progress_verbosity  # imports keras: only once the backend is chosen
 
@@ -151,14 +157,33 @@ def _workload_main(name: str):
     raise errors.InputError(f"unknown workload {name!r}")
 
 
+_working = False
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C, and SIGTERM (docker stop, systemctl stop, kill) the same way: interrupt the work; once it is
+    done and reported, a late signal changes nothing (rather than a traceback on the way out)."""
+    if _working:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    global _working
+    _working = True
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
+    parser, args = build_parser(), None
     try:
+        args = parser.parse_args(argv)
         return dispatch(args)
     except errors.WorkloadError as exc:
-        print(f"workloads {args.workload}: error: {exc}", file=sys.stderr)
+        print(f"workloads {args.workload}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return exc.exit_code
+    except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
+        print(f"workloads {getattr(args, 'workload', '')}: interrupted", file=sys.stderr)  # no traceback
+        return errors.EXIT_INTERRUPTED
+    finally:
+        _working = False
 
 
 if __name__ == "__main__":

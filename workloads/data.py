@@ -7,8 +7,10 @@ neither is available, scikit-learn's real 8x8 digits upsampled to 28x28, announc
 from __future__ import annotations
 
 import gzip
+import math
 import socket
 import tomllib
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +27,9 @@ IDX_FILES = {
 }
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+_DEFLATE_MAX_RATIO = (
+    1032  # the most deflate can expand (zlib's technical details): a bound on a gzip's content
+)
 KNOWN_DATASETS: dict = tomllib.loads((Path(__file__).with_name("datasets.toml")).read_text())
 FASHION_MNIST_DIR = Path(KNOWN_DATASETS["fashion_mnist"]["debian_path"])
 
@@ -63,26 +68,51 @@ def _find_idx(data_dir: Path, stem: str) -> Path:
 
 
 def read_idx(path: Path, expect_dims: int) -> np.ndarray:
-    """Read one IDX file (raw or gzip) and validate its magic number and size."""
+    """Read one IDX file (raw or gzip) and validate its magic number and size.
+
+    The header is read first; the body is read only up to the size it declares (plus one byte, to tell a
+    padded file), so a small gzip that inflates to gigabytes is refused without being inflated.
+    """
     path = Path(path)
+    header_size = 4 + 4 * expect_dims
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            header = f.read(header_size)
+            if len(header) < header_size:
+                raise InputError(f"{path}: truncated header ({len(header)} bytes)")
+            magic = int.from_bytes(header[:4], "big")
+            expected_magic = _IMAGES_MAGIC if expect_dims == 3 else _LABELS_MAGIC
+            if magic != expected_magic:
+                raise InputError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
+            dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(expect_dims)]
+            size = _declared_size(path, dims)
+            body = bytearray()
+            while len(body) <= size and (chunk := f.read(min(1 << 24, size + 1 - len(body)))):
+                body += chunk  # grows with what is really there, never allocated from the header's word
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"{path}: cannot read ({exc})") from None
-    header = 4 + 4 * expect_dims
-    if len(raw) < header:
-        raise InputError(f"{path}: truncated header ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    expected_magic = _IMAGES_MAGIC if expect_dims == 3 else _LABELS_MAGIC
-    if magic != expected_magic:
-        raise InputError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
-    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(expect_dims)]
-    size = int(np.prod(dims))
-    if len(raw) - header != size:
+    if len(body) != size:
+        got = "the file has more" if len(body) > size else f"the file has {len(body)}"
+        raise InputError(f"{path}: truncated or padded: header says {dims} ({size} bytes), {got}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _declared_size(path: Path, dims: list[int]) -> int:
+    """Bytes the header promises (Python integers: no overflow), refused when empty or impossible."""
+    if dims[0] == 0:
+        raise InputError(f"{path}: the header says it holds 0 items")
+    if any(d == 0 for d in dims[1:]):
+        raise InputError(f"{path}: the header says each image is {'x'.join(map(str, dims[1:]))} pixels")
+    size = math.prod(dims)
+    # Reading stops at the declared size, and a raw file holds at most its own size. A gzip inflates at most
+    # 1032:1 (deflate's limit): a header that declares more than that cannot be true; say so before inflating.
+    compressed = path.stat().st_size
+    if path.suffix == ".gz" and size > compressed * _DEFLATE_MAX_RATIO:
         raise InputError(
-            f"{path}: truncated or padded: header says {dims} ({size} bytes), file has {len(raw) - header}"
+            f"{path}: header says {dims} ({size} bytes), more than a {compressed}-byte gzip file can hold"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return size
 
 
 def load_idx_dir(data_dir: Path) -> ImageDataset:

@@ -62,6 +62,26 @@ def stage_config(stage: int, **overrides) -> StageConfig:
     return replace(STAGES[stage], **{k: v for k, v in overrides.items() if v is not None})
 
 
+def saved_config(state: dict, run_dir: Path) -> StageConfig:
+    """The recipe a resumed run continues: its stage's, with the overrides the CLI allows (batch size,
+    learning rate); a state.json whose config is anything else was edited or damaged, and is refused."""
+    config = state["config"]
+    stage, batch, rate = config.get("stage"), config.get("batch_size"), config.get("learning_rate")
+    if (
+        type(stage) is not int
+        or stage not in STAGES
+        or type(batch) is not int
+        or not 1 <= batch <= 1 << 20
+        or type(rate) not in (int, float)
+        or not 0 < rate < math.inf
+    ):
+        raise InputError(f"--resume {run_dir}: state.json has a config this program did not write")
+    cfg = stage_config(stage, batch_size=batch, learning_rate=float(rate))
+    if asdict(cfg) != {**config, "learning_rate": float(rate)} or stage != state["stage"]:
+        raise InputError(f"--resume {run_dir}: state.json has a config this program did not write")
+    return cfg
+
+
 # --- Data ---------------------------------------------------------------------------------------------------
 def load_data(
     data_dir: Path | None, quick: bool, cfg: StageConfig, seed: int = 0, allow_download: bool = True
@@ -299,7 +319,7 @@ def main(ctx: RunContext, args) -> int:
     overrides = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
     if args.resume:
         saved = load_state(args.resume)  # settings only: run_stage loads the model
-        cfg = StageConfig(**saved["config"])
+        cfg = saved_config(saved, args.resume)
         ctx.quick, ctx.seed = saved["quick"], saved["seed"]
         data_dir = Path(saved["data"]) if saved["data"] else None
         return execute(ctx, lambda c: run_stage(c, cfg, data_dir, saved["epochs"], resume=args.resume))

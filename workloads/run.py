@@ -7,6 +7,7 @@ or diverged run still writes a valid result.json with everything computed so far
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from workloads import errors, results, thresholds
 from workloads.fingerprint import environment_fingerprint
+from workloads.locks import lock_folder
 
 
 @dataclass
@@ -69,16 +71,31 @@ def default_out_dir(workload: str) -> Path:
     return Path("runs") / workload / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Create the output folder and prove it is writable before any training starts."""
+# What a run leaves in its folder; a second run into the same folder would mix its files with these.
+RUN_FILES = ("result.json", "checkpoint.keras", "state.json")
+
+
+def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
+    """Create the output folder, prove it is writable and lock it for this run, before any training starts.
+
+    A folder that another run is using, or that holds an earlier run (unless this run resumes it), is refused.
+    """
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        # mkstemp creates a new file (O_EXCL): a link planted under a known probe name cannot redirect it.
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise errors.InputError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+    lock_folder(out_dir, "--out")
+    earlier = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if earlier and not resuming:
+        raise errors.InputError(
+            f"--out {out_dir}: holds an earlier run ({', '.join(earlier)}): choose another folder"
+            + (", or continue it with --resume" if "state.json" in earlier else "")
+        )
     return out_dir
 
 
@@ -141,6 +158,15 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
     }
 
 
+def interrupted_message(out_dir: Path) -> str:
+    """Suggest --resume only where it works: a run that has written a checkpoint (only mnist does)."""
+    from workloads.training import CHECKPOINT, STATE
+
+    if (out_dir / CHECKPOINT).is_file() and (out_dir / STATE).is_file():
+        return f"interrupted: history and the last checkpoint are kept; continue with --resume {out_dir}"
+    return "interrupted: the history so far is kept (no checkpoint was written, so it cannot be resumed)"
+
+
 _EXIT = {
     "passed": errors.EXIT_OK,
     "unchecked": errors.EXIT_OK,
@@ -160,11 +186,7 @@ def execute(ctx: RunContext, body: Callable[[RunContext], None], summary: bool =
     except errors.DivergedError as exc:
         result = build_result(ctx, "diverged", str(exc))
     except KeyboardInterrupt:
-        result = build_result(
-            ctx,
-            "interrupted",
-            f"interrupted: history and the last checkpoint are kept; continue with --resume {ctx.out_dir}",
-        )
+        result = build_result(ctx, "interrupted", interrupted_message(ctx.out_dir))
     results.write_result(ctx.out_dir, result)
     if summary:
         print_summary(result, os.fspath(ctx.out_dir))

@@ -118,19 +118,67 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 def load_state(run_dir: Path) -> dict:
-    """The saved state (settings, epochs done, history) of an interrupted run, for --resume."""
+    """The saved state (settings, epochs done, history) of an interrupted run, for --resume; checked, since
+    the file may have been edited or damaged: a bad one is one InputError, never a traceback later."""
     from workloads.errors import InputError
 
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT).is_file() or not (run_dir / STATE).is_file():
         raise InputError(f"--resume {run_dir}: no {CHECKPOINT} and {STATE} there (nothing to resume)")
-    return json.loads((run_dir / STATE).read_text())
+    try:
+        state = json.loads((run_dir / STATE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InputError(f"--resume {run_dir}: {STATE} is unreadable ({str(exc)[:200]})") from None
+    if problem := state_problem(state):
+        raise InputError(f"--resume {run_dir}: {STATE} {problem} (not the state of an interrupted run)")
+    return state
+
+
+def state_problem(state: object) -> str | None:
+    """What is wrong with a state.json's content, or None."""
+
+    def count(value: object, low: int, high: int = 2**63) -> bool:
+        return type(value) is int and low <= value < high
+
+    if not isinstance(state, dict):
+        return "is not a JSON object"
+    checks = {
+        "stage": count(state.get("stage"), 1, 100),
+        "quick": type(state.get("quick")) is bool,
+        "data": state.get("data", 0) is None or isinstance(state.get("data"), str),
+        "seed": count(state.get("seed"), 0, 2**32),
+        "epochs": count(state.get("epochs"), 1, 100_000),
+        "config": isinstance(state.get("config"), dict),
+        "epochs_done": count(state.get("epochs_done"), 0, 100_000),
+        "history": isinstance(state.get("history"), dict)
+        and all(
+            isinstance(k, str)
+            and isinstance(v, list)
+            and all(type(x) in (int, float) and math.isfinite(x) for x in v)
+            for k, v in state["history"].items()
+        ),
+    }
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        return f"has a missing or wrong {', '.join(bad)}"
+    if state["epochs_done"] > state["epochs"]:
+        return f"says {state['epochs_done']} of {state['epochs']} epochs are done"
+    return None
 
 
 def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
     """The model and state of an interrupted run, for --resume."""
+    from workloads.errors import InputError
+
     state = load_state(run_dir)
-    return keras.saving.load_model(Path(run_dir) / CHECKPOINT), state
+    try:
+        model = keras.saving.load_model(Path(run_dir) / CHECKPOINT)
+    except Exception as exc:  # a damaged zip, a file that is no Keras model: all mean "cannot resume"
+        raise InputError(
+            f"--resume {run_dir}: {CHECKPOINT} is not a loadable Keras model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
+    return model, state
 
 
 def restart(model: keras.Model, weights: list) -> None:

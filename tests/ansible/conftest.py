@@ -8,6 +8,7 @@ Timings of the converges go to reports/ansible/timings.json and to the end of th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -225,16 +226,24 @@ def uv_cache_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-ASSET_FILE = "models/keras-workstation-test.txt"
+# An asset of workloads/assets.toml that has no upstream hash (its sha256 is recorded at fetch), so a test
+# bundle can hold a few bytes in its place; the role installs only what assets.toml lists.
+ASSET = "cats_and_dogs_filtered"
+ASSET_FILE = "datasets/cats_and_dogs_filtered.zip"
 
 
-def asset_bundle(where: Path) -> Path:
-    """A tiny offline asset bundle, laid out like the Keras cache it is unpacked into."""
-    content = where / "bundle"
-    (content / ASSET_FILE).parent.mkdir(parents=True)
-    (content / ASSET_FILE).write_text("offline asset\n")
-    bundle = where / "assets.tar.gz"
-    subprocess.run(["tar", "-C", str(content), "-czf", str(bundle), "."], check=True)
+def asset_bundle(where: Path, name: str = ASSET, rel: str = ASSET_FILE, tag: str = "bundle") -> Path:
+    """A tiny offline asset bundle as `python -m workloads assets pack` writes it: manifest.json + files."""
+    content = where / tag
+    (content / rel).parent.mkdir(parents=True)
+    (content / rel).write_text("offline asset\n")
+    data = (content / rel).read_bytes()
+    subdir, file = rel.split("/", 1)
+    entry = {"file": file, "subdir": subdir, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+             "md5": hashlib.md5(data).hexdigest()}  # fmt: skip
+    (content / "manifest.json").write_text(json.dumps({"format": 1, "assets": {name: entry}}))
+    bundle = where / f"{tag}.tar"
+    subprocess.run(["tar", "-C", str(content), "-cf", str(bundle), "manifest.json", rel], check=True)
     return bundle
 
 

@@ -15,7 +15,19 @@ from pathlib import Path
 import pytest
 import testinfra
 
-from .conftest import ASSET_FILE, GPU_BRANCH, IN_CI, REPO, USER, Converged, bind_mount, converged_host
+from tests.jupyter_matrix import assert_only_the_token_opens, assert_refused
+
+from .conftest import (
+    ASSET_FILE,
+    GPU_BRANCH,
+    IN_CI,
+    REPO,
+    USER,
+    Converged,
+    asset_bundle,
+    bind_mount,
+    converged_host,
+)
 
 pytestmark = [pytest.mark.ansible, pytest.mark.slow]
 VENV = "/opt/keras-workstation/.venv"
@@ -64,7 +76,35 @@ def test_no_gpu_means_no_driver_and_says_why(cpu_converged: Converged, host) -> 
 def test_asset_bundle_is_in_the_users_keras_cache(host) -> None:
     asset = host.file(f"/home/{USER}/.keras/{ASSET_FILE}")
     assert asset.content_string == "offline asset\n"
-    assert asset.user == USER
+    assert asset.user == USER and asset.mode == 0o644
+
+
+def test_a_bundle_with_a_made_up_asset_fails_the_play_and_installs_nothing(cpu_converged: Converged) -> None:
+    """The role runs the project's verifier: a manifest that invents a name to drop a file over the pinned
+    mnist.npz is refused, and the user's Keras cache is left as it was."""
+    fs = cpu_converged.fs
+    cache = fs.root / "home" / USER / ".keras"
+    before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
+    evil = asset_bundle(fs.root.parent, name="made_up", rel="datasets/mnist.npz", tag="evil")
+    result = fs.play("--tags", "assets", extra={"assets_bundle": str(evil)})
+    # (the YAML callback quotes the error line, doubling its single quotes)
+    assert result.rc != 0 and "unknown asset" in result.flat and "made_up" in result.flat, result
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == before
+
+
+def test_an_empty_world_readable_token_file_gets_a_new_token(
+    cpu_converged: Converged, source_snapshot
+) -> None:
+    """A token file left empty and 0644 once made JupyterLab run with no authentication at all."""
+    token = cpu_converged.fs.root / TOKEN.lstrip("/")
+    token.write_text("")
+    token.chmod(0o644)
+    extra = {"workstation_source_dir": str(source_snapshot), "jupyter_port": PORT}
+    result = cpu_converged.fs.play("--tags", "jupyter", extra=extra)
+    assert result.rc == 0 and result.recap["changed"] >= 1, result
+    assert len(token.read_text().strip()) == 48 and token.stat().st_mode & 0o777 == 0o600
+    again = cpu_converged.fs.play("--tags", "jupyter", extra=extra)
+    assert again.rc == 0 and again.recap["changed"] == 0, again
 
 
 def test_docker_engine_and_group(host) -> None:
@@ -108,16 +148,38 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-def test_jupyterlab_serves_on_localhost_with_the_token(cpu_converged: Converged, host, proc_mounted) -> None:
-    if listening_addresses(PORT):
-        pytest.fail(f"port {PORT} is already in use on this machine")
+def start_unit(cpu_converged: Converged, host) -> subprocess.Popen:
+    """The unit's ExecStart, as its user, in the chroot (no systemd runs there)."""
     exec_start = re.search(r"^ExecStart=(.+)$", host.file(UNIT).content_string, re.M).group(1)
-    token = host.file(TOKEN).content_string.strip()
-    server = subprocess.Popen(
+    return subprocess.Popen(
         ["chroot", f"--userspec={USER}:{USER}", str(cpu_converged.fs.root), "/usr/bin/env",
          f"HOME=/home/{USER}", "/bin/sh", "-c", f"cd /home/{USER}/notebooks && exec {exec_start}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+def test_jupyterlab_refuses_to_start_with_a_blank_token(cpu_converged: Converged, host, proc_mounted) -> None:
+    token = cpu_converged.fs.root / TOKEN.lstrip("/")
+    saved = token.read_text()
+    token.write_text("  \n")
+    try:
+        server = start_unit(cpu_converged, host)
+        try:
+            output, _ = server.communicate(timeout=120)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    finally:
+        token.write_text(saved)
+    assert_refused(server.returncode, output)
+    assert not listening_addresses(PORT)
+
+
+def test_jupyterlab_serves_on_localhost_with_the_token(cpu_converged: Converged, host, proc_mounted) -> None:
+    if listening_addresses(PORT):
+        pytest.fail(f"port {PORT} is already in use on this machine")
+    token = host.file(TOKEN).content_string.strip()
+    server = start_unit(cpu_converged, host)
     try:
         deadline = time.monotonic() + 90
         while not listening_addresses(PORT) and server.poll() is None and time.monotonic() < deadline:
@@ -128,6 +190,7 @@ def test_jupyterlab_serves_on_localhost_with_the_token(cpu_converged: Converged,
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/status", timeout=10)
         assert refused.value.code == 403
+        assert_only_the_token_opens(f"http://127.0.0.1:{PORT}", token)
     finally:
         server.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

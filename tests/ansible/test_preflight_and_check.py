@@ -66,3 +66,26 @@ def test_old_debian_release_is_refused(fresh_rootfs: Rootfs) -> None:
     finally:
         os_release.write_text(saved[0])
         debian_version.write_text(saved[1])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"workstation_user": "toor"}, "workstation_user=toor has uid 0 (it is root under another name)"),
+        ({"jupyter_user": "toor"}, "jupyter_user=toor has uid 0 (it is root under another name)"),
+        ({"jupyter_user": "nobody-here"}, "jupyter_user=nobody-here does not exist"),
+    ],
+    ids=["workstation-user-uid-0", "jupyter-user-uid-0", "missing-jupyter-user"],
+)
+def test_preflight_refuses_uid_0_under_any_name(fresh_rootfs: Rootfs, extra: dict, message: str) -> None:
+    """Root is uid 0, whatever the account is called: a second uid-0 account must not run JupyterLab."""
+    fresh_rootfs.sh("useradd --non-unique --uid 0 --gid 0 --no-create-home toor")
+    try:
+        before = manifest(fresh_rootfs.root)
+        result = fresh_rootfs.play(extra=extra)
+        assert result.rc != 0 and result.recap["failed"] == 1, result
+        assert result.recap["changed"] == 0
+        assert message in result.flat and "Nothing was changed" in result.flat, result
+        assert_unchanged(fresh_rootfs, before)
+    finally:
+        fresh_rootfs.sh("sed -i '/^toor:/d' /etc/passwd /etc/shadow")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.jupyter_matrix import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports" / "image"
@@ -130,12 +131,6 @@ def containers(image: str) -> Iterator[TrackedContainer]:
         yield tracker
     finally:
         tracker.remove_all()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def host_workdir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

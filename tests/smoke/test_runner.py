@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smoke_tests import report, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,9 +42,79 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, make_args: Any, words: 
     assert proc.stderr.count("\n") == 1 and words in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_a_probe_that_raises_never_crashes_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
-    from smoke_tests import runner
+@pytest.mark.parametrize(
+    "checks",
+    [{"a": 1}, [1, 2], [{"status": "passed"}], [{"id": "x", "status": "passed", "figures": []}],
+     [{"id": "system/environment_variables", "status": "passed",
+       "figures": {"f": {"value": "fast", "better": "higher"}}}]],
+    ids=["checks-object", "checks-of-numbers", "check-without-id", "figures-list", "figure-value-text"],
+)  # fmt: skip
+def test_a_baseline_of_the_wrong_shape_is_refused_before_the_suite_runs(tmp_path: Path, checks: Any) -> None:
+    """It once crashed with a traceback after the whole suite had run, and the report was lost."""
+    (tmp_path / "baseline.json").write_text(json.dumps({"checks": checks}))
+    proc = _run("--baseline", str(tmp_path / "baseline.json"), "-k", "environment_variables",
+                "--out", str(tmp_path / "run"))  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "not a smoke-test report.json" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
 
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=12,
+)
+IDS = st.sampled_from(["system/a", "speed/b", "workloads/c"])
+BETTER = st.sampled_from(["higher", "lower"]) | JSON
+FIGURE = st.fixed_dictionaries({}, optional={"value": JSON | st.floats(), "better": BETTER})
+CHECK = st.fixed_dictionaries(
+    {}, optional={"id": IDS | JSON, "status": st.sampled_from(["passed", "failed"]) | JSON,
+                  "figures": st.dictionaries(st.text(max_size=5), FIGURE | JSON, max_size=2) | JSON},
+)  # fmt: skip
+BASELINE = st.fixed_dictionaries({"checks": st.lists(CHECK | JSON, max_size=4) | JSON},
+                                 optional={"fingerprint": JSON, "created": JSON}) | JSON  # fmt: skip
+NOW = {
+    "checks": [
+        {"id": "system/a", "status": "failed", "figures": {}},
+        {
+            "id": "speed/b",
+            "status": "passed",
+            "figures": {"x": {"value": 2.0, "better": "higher", "unit": "s"}},
+        },
+        {"id": "workloads/c", "status": "passed", "figures": {"x": {"value": 1.0, "better": "lower"}}},
+    ],
+    "fingerprint": {"packages": {"keras": "3"}},
+}
+
+
+@settings(max_examples=300)
+@given(BASELINE)
+def test_any_baseline_is_compared_or_refused_in_one_line(tmp_path_factory, baseline: Any) -> None:
+    path = tmp_path_factory.mktemp("baseline") / "baseline.json"
+    try:
+        path.write_text(json.dumps(baseline))
+    except ValueError:
+        return
+    try:
+        data = runner._load_baseline(path)
+    except runner.UsageError as err:
+        assert "\n" not in str(err)
+        return
+    comparison = report.compare(data, NOW, 0.1)
+    assert set(comparison) >= {"regressions", "fingerprint_changed"}
+
+
+def test_the_write_probe_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / ".write-test").symlink_to(precious)
+    runner._out_dir(out)
+    assert precious.read_text() == "keep me"
+
+
+def test_a_probe_that_raises_never_crashes_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
     def lost(**_: Any) -> None:
         raise RuntimeError("GPU is lost")  # what a binding could raise mid-probe
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -168,9 +170,12 @@ def test_broken_bundles_install_nothing(tmp_path, bundle, source):
     assert not [p for p in home.rglob("*") if p.is_file()], "nothing may be half-installed"
 
 
-def test_cli_verify_without_a_backend(tmp_path, bundle):
+def test_cli_verify_without_a_backend(tmp_path, source):
     """`assets` runs without importing Keras; a broken bundle is one line and exit 2."""
-    (bundle / "datasets" / "mnist.npz").write_bytes(b"changed")
+    # The CLI checks against the real assets.toml: an asset it pins no hash for (trust on first fetch).
+    bundle = tmp_path / "bundle"
+    assets.fetch(bundle, only=["cats_and_dogs_filtered"], table=source["table"])
+    (bundle / "datasets" / "cats_and_dogs_filtered.zip").write_bytes(b"changed")
     code = (
         "import sys; from workloads.cli import main; rc = main(sys.argv[1:]); "
         "assert 'keras' not in sys.modules, 'assets imported keras'; sys.exit(rc)"
@@ -184,6 +189,235 @@ def test_cli_verify_without_a_backend(tmp_path, bundle):
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.count("\n") == 1 and "mnist.npz: size" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cats_and_dogs_filtered.zip: size" in proc.stderr
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["format"] == 1
+
+
+# --- Only the assets of assets.toml, verified as they are copied, all or nothing --------------------------
+def make_bundle(folder: Path, files: dict[str, tuple[str, bytes]]) -> Path:
+    """A bundle folder whose manifest lists `files` (name -> (subdir/file, content)) with their hashes."""
+    entries = {}
+    for name, (rel, content) in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(content)
+        subdir, file = rel.split("/", 1)
+        entries[name] = {"file": file, "subdir": subdir, **assets.file_hashes(folder / rel)}
+    (folder / "manifest.json").write_text(json.dumps({"format": 1, "assets": entries}))
+    return folder
+
+
+def tar_of(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(folder).as_posix())
+        for name, content in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return archive
+
+
+def cache_state(home: Path) -> dict[str, bytes]:
+    return {p.relative_to(home).as_posix(): p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("name", "rel"),
+    [("made_up", "datasets/mnist.npz"), ("cats_and_dogs_filtered", "datasets/mnist.npz"),
+     ("made_up", "models/unrelated.h5")],
+    ids=["made-up-name", "known-name-wrong-place", "made-up-model"],
+)  # fmt: skip
+def test_only_the_assets_of_the_table_at_their_place(tmp_path, name, rel):
+    """A manifest cannot invent an asset, or move a known one, to overwrite a pinned file (real table)."""
+    home = tmp_path / "home"
+    (home / "datasets").mkdir(parents=True)
+    (home / "datasets" / "mnist.npz").write_bytes(b"the pinned MNIST")
+    before = cache_state(home)
+    bundle = make_bundle(tmp_path / "bundle", {name: (rel, b"replacement")})
+    for source in (bundle, tar_of(bundle, tmp_path / "b.tar")):
+        with pytest.raises(InputError, match=r"unknown asset|assets\.toml says"):
+            assets.install(source, home)
+        assert cache_state(home) == before
+
+
+def test_a_folder_bundle_changed_during_the_install_is_never_installed(tmp_path):
+    """Each file is hashed while it is copied: what gets installed is what was checked, even when the bundle
+    file is swapped (same size, other bytes) at any moment of the install."""
+    table = {"cats_and_dogs_filtered": assets.asset_table()["cats_and_dogs_filtered"]}
+    rel = "datasets/cats_and_dogs_filtered.zip"
+    good, evil = b"G" * (8 << 20), b"E" * (8 << 20)
+    bundle = make_bundle(tmp_path / "bundle", {"cats_and_dogs_filtered": (rel, good)})
+    (tmp_path / "good").write_bytes(good)
+    (tmp_path / "evil").write_bytes(evil)
+    stop = threading.Event()
+
+    def swap() -> None:
+        tmp = bundle / "datasets" / ".swap"
+        while not stop.is_set():
+            for version in ("evil", "good"):
+                os.link(tmp_path / version, tmp)
+                os.replace(tmp, bundle / rel)
+
+    swapper = threading.Thread(target=swap, daemon=True)
+    swapper.start()
+    outcomes = []
+    try:
+        for i in range(25):
+            home = tmp_path / f"home{i}"
+            try:
+                assets.install(bundle, home, table)
+            except InputError as exc:
+                assert "differs from the manifest" in str(exc)
+                assert not (home / rel).exists(), "a refused install must not leave the file"
+                outcomes.append("refused")
+            else:
+                assert (home / rel).read_bytes() == good, "installed bytes that do not match the manifest"
+                outcomes.append("installed")
+    finally:
+        stop.set()
+        swapper.join()
+    print(f"swapped bundle: {outcomes.count('installed')} installed, {outcomes.count('refused')} refused")
+
+
+def test_members_the_manifest_does_not_list_are_refused(tmp_path):
+    home = tmp_path / "home"
+    bundle = make_bundle(
+        tmp_path / "bundle", {"cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"z")}
+    )
+    archive = tar_of(bundle, tmp_path / "b.tar", extra={"models/extra.h5": b"not listed"})
+    with pytest.raises(InputError, match=r"unexpected file 'models/extra\.h5'"):
+        assets.install(archive, home)
+    assert cache_state(home) == {} and not list(home.iterdir())
+
+
+def test_a_sparse_member_is_refused_before_anything_is_read(tmp_path):
+    """A 10 KB tar holding a GNU sparse member of 1 TiB apparent size: refused at once (it once kept the
+    install hashing zeros for many minutes)."""
+    bundle = tmp_path / "bundle"
+    (bundle / "datasets").mkdir(parents=True)
+    zip_path = bundle / "datasets" / "cats_and_dogs_filtered.zip"
+    with open(zip_path, "wb") as fh:
+        fh.truncate(1 << 40)
+    entry = {
+        "file": zip_path.name,
+        "subdir": "datasets",
+        "size": 1 << 40,
+        "sha256": "0" * 64,
+        "md5": "0" * 32,
+    }
+    (bundle / "manifest.json").write_text(
+        json.dumps({"format": 1, "assets": {"cats_and_dogs_filtered": entry}})
+    )
+    archive = tmp_path / "sparse.tar"
+    subprocess.run(
+        ["tar", "--sparse", "-C", str(bundle), "-cf", str(archive), "manifest.json", "datasets"], check=True
+    )
+    zip_path.unlink()
+    assert archive.stat().st_size < 100_000
+    proc = subprocess.run(
+        [sys.executable, "-m", "workloads", "assets", "install", "--archive", str(archive),
+         "--keras-home", str(tmp_path / "home")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "unsafe member" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_installed_files_get_the_mode_of_any_new_file(tmp_path, source):
+    old = os.umask(0o022)
+    try:
+        bundle = tmp_path / "b"
+        assets.fetch(bundle, only=["cats_and_dogs_filtered"], table=source["table"])
+        installed = assets.install(bundle, tmp_path / "home", source["table"])
+    finally:
+        os.umask(old)
+    for path in installed:
+        assert path.stat().st_mode & 0o777 == 0o644, oct(path.stat().st_mode)
+
+
+def test_a_second_install_changes_nothing_and_says_so(tmp_path, source):
+    bundle = tmp_path / "b"
+    assets.fetch(bundle, table=source["table"])
+    home = tmp_path / "home"
+    assert set(assets.install(bundle, home, source["table"]).values()) == {"installed"}
+    mtimes = {p: p.stat().st_mtime_ns for p in home.rglob("*") if p.is_file()}
+    assert set(assets.install(bundle, home, source["table"]).values()) == {"unchanged"}
+    assert mtimes == {p: p.stat().st_mtime_ns for p in home.rglob("*") if p.is_file()}
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: no except or finally of the install runs after it (cleanup is patched out)."""
+
+
+def test_an_install_killed_during_its_renames_is_finished_by_the_next_run(tmp_path, source, monkeypatch):
+    table = source["table"]
+    home = tmp_path / "home"
+    old_bundle = make_bundle(tmp_path / "old", {
+        "mnist": ("datasets/mnist.npz", (source["dir"] / "mnist.npz").read_bytes()),
+        "cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"old zip"),
+    })  # fmt: skip
+    new_bundle = make_bundle(tmp_path / "new", {
+        "mnist": ("datasets/mnist.npz", (source["dir"] / "mnist.npz").read_bytes()),
+        "cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"new zip"),
+        "inception_v3_notop": ("models/inception_notop.h5", (source["dir"] / "weights.h5").read_bytes()),
+    })  # fmt: skip
+    assets.install(old_bundle, home, table)
+    renames = []
+    real_replace = os.replace
+
+    def replace_then_die(src, dst):
+        if renames:
+            raise Killed
+        renames.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(assets.os, "replace", replace_then_die)
+    monkeypatch.setattr(assets.shutil, "rmtree", lambda *a, **k: None)
+    with pytest.raises(Killed):
+        assets.install(new_bundle, home, table)
+    monkeypatch.undo()
+    assert len(renames) == 1 and list(home.glob(".assets-install-*/commit.json")), "killed mid-commit"
+    assets.recover(home)  # what the next install does first
+    expected = {k: v for k, v in cache_state(new_bundle).items() if k != "manifest.json"}
+    assert cache_state(home) == expected
+    assert not list(home.glob(".assets-install-*"))
+
+
+def test_an_install_interrupted_before_its_commit_point_leaves_the_old_cache(tmp_path, source, monkeypatch):
+    table = source["table"]
+    home = tmp_path / "home"
+    assets.install(
+        make_bundle(
+            tmp_path / "old", {"cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"old")}
+        ),
+        home,
+        table,
+    )
+    before = cache_state(home)
+    new = make_bundle(
+        tmp_path / "new", {"cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"new")}
+    )
+    monkeypatch.setattr(assets, "write_json", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        assets.install(new, home, table)
+    assert cache_state(home) == before and not list(home.glob(".assets-install-*"))
+
+
+@pytest.mark.parametrize("what", ["file", "unwritable"])
+def test_a_keras_home_that_cannot_be_used_is_one_line(tmp_path, source, what):
+    bundle = tmp_path / "b"
+    assets.fetch(bundle, only=["cats_and_dogs_filtered"], table=source["table"])
+    if what == "file":
+        home = tmp_path / "a-file"
+        home.write_text("not a folder")
+    else:
+        home = Path("/proc/keras-home")  # not writable, not even for root
+    proc = subprocess.run(
+        [sys.executable, "-m", "workloads", "assets", "install", "--bundle", str(bundle),
+         "--keras-home", str(home)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and f"Keras cache {home}: cannot use it" in proc.stderr

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
 from workloads import data
 from workloads.errors import InputError
 
@@ -199,3 +202,68 @@ def test_subset_caps_sizes():
     ds = data.load_digits_fallback()
     small = data.subset(ds, 100, 10_000)
     assert len(small.x_train) == 100 and len(small.x_test) == len(ds.x_test)
+
+
+# --- Headers that lie: refused by what they declare, before the body is read --------------------------------
+def write_header(path: Path, dims: tuple[int, ...], body: bytes = b"", compress: bool = False) -> Path:
+    magic = 0x0803 if len(dims) == 3 else 0x0801
+    raw = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + body
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("dims", "words"),
+    [
+        ((2**22, 2**22, 2**20), "truncated"),  # 2**64 bytes: wraps to 0 in int64
+        ((2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
+        ((0, 28, 28), "0 items"),
+        ((5, 0, 0), "0x0 pixels"),
+        ((5, 28, 0), "28x0 pixels"),
+    ],
+    ids=["int64-wrap", "max-dims", "no-images", "0x0-pixels", "28x0-pixels"],
+)
+def test_impossible_headers_are_one_input_error(tmp_path, dims, words):
+    path = write_header(tmp_path / "train-images-idx3-ubyte", dims)
+    with pytest.raises(InputError, match=words):
+        data.read_idx(path, expect_dims=3)
+
+
+def test_no_labels_is_an_input_error(tmp_path):
+    path = write_header(tmp_path / "train-labels-idx1-ubyte", (0,))
+    with pytest.raises(InputError, match="0 items"):
+        data.read_idx(path, expect_dims=1)
+
+
+def test_a_gzip_header_declaring_more_than_it_can_hold(tmp_path):
+    path = write_header(tmp_path / "t10k-images-idx3-ubyte.gz", (60_000, 28, 28), b"\0" * 100, compress=True)
+    with pytest.raises(InputError, match=r"more than a \d+-byte gzip file can hold"):
+        data.read_idx(path, expect_dims=3)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    """600 MB of zeros after a header that declares 10 images: a 3 MB file. Reading stops at the declared
+    size, so the reader's peak memory stays far below what inflating it whole would take."""
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        fh.write((0x0803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (10, 28, 28)))
+        zeros = bytes(1 << 24)
+        for _ in range(600 * (1 << 20) // len(zeros)):
+            fh.write(zeros)
+    assert path.stat().st_size < 4 << 20
+    # VmHWM: this process's peak RSS (ru_maxrss would carry pytest's own peak over the exec).
+    code = (
+        "import sys\n"
+        "from workloads.data import read_idx\n"
+        "from workloads.errors import InputError\n"
+        "try:\n    read_idx(sys.argv[1], 3)\nexcept InputError as exc:\n    print('refused:', exc)\n"
+        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("refused:") and "truncated or padded" in lines[0], proc.stdout
+    peak_mb = int(lines[-1]) / 1024
+    assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB: the body was inflated beyond its declared size"
