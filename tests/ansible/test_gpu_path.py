@@ -140,3 +140,25 @@ def test_change_to_proprietary_dkms_when_allowed(gpu_converged: GpuPath, host) -
     assert status(host, f"linux-headers-{UBUNTU_KERNEL}") == "install ok installed"
     module = f"/lib/modules/{UBUNTU_KERNEL}/updates/dkms/nvidia.ko"
     assert host.check_output(f"modinfo -F license {module}") == "NVIDIA"
+
+
+def test_upgrade_from_held_570_transitional_packages(gpu_converged: GpuPath, host) -> None:
+    """After the change above: a machine as an earlier version of this playbook left it on Ubuntu, with the
+    empty nvidia-driver-570/nvidia-dkms-570 (LP: #2147038) held over the real 580 packages. The default run
+    refuses to touch them, then replaces all of them with 580 open precompiled on request."""
+    fs = gpu_converged.fs
+    fs.sh(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nvidia-driver-570 nvidia-dkms-570"
+        " && apt-mark hold nvidia-driver-570 nvidia-dkms-570"
+    )
+    refused = fs.play(*gpu_converged.skip, extra=gpu_converged.extra)
+    assert refused.rc != 0 and refused.recap["changed"] == 0, refused
+    assert "would install nvidia-headless-no-dkms-580-open," in refused.flat, refused
+
+    allowed = {**gpu_converged.extra, "nvidia_driver_allow_change": True}
+    upgraded = fs.play(*gpu_converged.skip, extra=allowed, timing="gpu_upgrade_from_570_s")
+    assert upgraded.rc == 0, upgraded
+    for name in ("nvidia-driver-570", "nvidia-dkms-570", "nvidia-driver-580", "nvidia-dkms-580"):
+        assert not host.package(name).is_installed, name
+    for name in PRECOMPILED + RESOLVED:
+        assert status(host, name) == "hold ok installed", name
