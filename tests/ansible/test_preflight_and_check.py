@@ -26,6 +26,18 @@ def test_check_mode_on_a_fresh_rootfs_changes_nothing(fresh_rootfs: Rootfs) -> N
     assert_unchanged(fresh_rootfs, before)
 
 
+def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) -> None:
+    """Debian's non-free is not enabled in check mode, so apt cannot resolve the driver: said, not failed.
+    (The toolkit is skipped: NVIDIA's repository is not reachable from CI.)"""
+    before = manifest(fresh_rootfs.root)
+    extra = {**OFFLINE, "preflight_force_gpu": True}
+    result = fresh_rootfs.play("--check", "--diff", "--skip-tags", "nvidia_container_toolkit", extra=extra)
+    assert result.rc == 0, result
+    assert "apt sources are not enabled yet (Debian contrib/non-free), so which driver" in result.flat
+    assert "contrib non-free non-free-firmware" in result.output  # the --diff of debian.sources
+    assert_unchanged(fresh_rootfs, before)
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
