@@ -116,6 +116,21 @@ def test_reboot_is_decided_on_every_run(real_driver: RealDriver) -> None:
     assert expected in real_driver.again.flat, real_driver.again
 
 
+def test_open_modules_are_refused_while_debians_lag(real_driver: RealDriver) -> None:
+    """Debian 12's open module (nvidia-open-kernel-dkms, contrib) lags nvidia-driver's security updates
+    (535.261.03 against 535.309.01 when this was written): asking for it is refused, nothing changes."""
+    fs = real_driver.fs
+    show = "apt-cache show --no-all-versions {} | sed -n 's/^Version: //p'"
+    packages = ("nvidia-driver", "nvidia-open-kernel-dkms")
+    version = {name: fs.sh(show.format(name)).stdout.split("-")[0] for name in packages}
+    result = fs.play(*TAGS, extra={**real_driver.extra, "nvidia_driver_modules": "open"})
+    assert result.rc != 0 and result.recap["changed"] == 0, result
+    if version["nvidia-driver"] != version["nvidia-open-kernel-dkms"]:
+        assert "the kernel module does not match the driver" in result.flat, (version, result)
+    else:  # Debian caught up: then it is a change of driver, refused without consent
+        assert "would install nvidia-open-kernel-dkms instead" in result.flat, result
+
+
 def test_changing_driver_is_refused_then_done_when_allowed(real_driver: RealDriver) -> None:
     fs = real_driver.fs
     tesla = {**real_driver.extra, "nvidia_driver_server": True}
