@@ -13,9 +13,11 @@ export UV_PYTHON_DOWNLOADS := never
 
 LEVEL    ?= quick
 BASELINE ?=
+DATA     ?=
 PYTEST_ARGS ?=
+CALIBRATE_ARGS ?=
 
-.PHONY: help setup test lint bench smoke-test clean
+.PHONY: help setup test lint bench calibrate smoke-test doctor clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -45,8 +47,14 @@ lint: setup ## ruff, ansible-lint (production profile), hadolint
 bench: setup ## Benchmarks: reference tutorial code vs our workloads -> reports/bench/bench.json
 	$(PY) -m benchmarks
 
-smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json)
-	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE))
+calibrate: setup ## Quick workloads over seeds 0-9 on every dataset here -> benchmarks/results/calibration/
+	$(PY) -m benchmarks.calibrate $(CALIBRATE_ARGS)
+
+smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir)
+	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(DATA),--data $(DATA))
+
+doctor: setup ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
+	$(PY) -m smoke_tests doctor
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache

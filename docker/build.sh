@@ -31,7 +31,7 @@ fi
 
 build_args=(--build-arg "VARIANT=$variant" --build-arg "UV_VERSION=${uv_version:-0.13.8}")
 git_rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-[[ $git_rev != unknown && -n $(git status --porcelain -- docker workloads smoke_tests notebooks pyproject.toml uv.lock 2>/dev/null) ]] &&
+[[ $git_rev != unknown && -n $(git status --porcelain -- docker workloads smoke_tests gpu_doctor notebooks pyproject.toml uv.lock 2>/dev/null) ]] &&
     git_rev+="-dirty"
 build_args+=(--build-arg "GIT_REVISION=$git_rev")
 
@@ -50,7 +50,7 @@ fi
 # The context hash: every file the build copies, plus the settings. Same hash = same image.
 context_hash=$(
     {
-        find docker workloads smoke_tests notebooks pyproject.toml uv.lock README.md .dockerignore -type f \
+        find docker workloads smoke_tests gpu_doctor notebooks pyproject.toml uv.lock README.md .dockerignore -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.ipynb_checkpoints/*' -print0 2>/dev/null |
             sort -z | xargs -0 sha256sum
         echo "$variant $base $uv_version"

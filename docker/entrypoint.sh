@@ -3,6 +3,7 @@
 #   jupyter (default)   JupyterLab on port 8888, token required (JUPYTER_TOKEN, or generated and printed once)
 #   smoke-test [ARGS]   the smoke tests (quick level by default); the report goes to /work/reports/
 #   banner              only the GPU banner
+#   doctor [ARGS]       the layered GPU diagnosis (python -m gpu_doctor): exit 0 healthy or no GPU, 1 broken
 #   anything else       run as given (bash, python ...)
 # Started as root (`--user root`), it drops to NB_UID:NB_GID (default: the owner of /work, else 1000) so that
 # files written in the mounted /work belong to the host user. `--user "$(id -u):$(id -g)"` does the same directly.
@@ -63,6 +64,9 @@ smoke-test)
     ;;
 banner)
     exec python "$kw/bin/banner.py" "$@"
+    ;;
+doctor)
+    exec python -m gpu_doctor "$@"
     ;;
 *)
     exec "$cmd" "$@"

@@ -54,14 +54,15 @@ print(ds.describe())
 # ## The stage's model
 
 # %%
-model = mnist.build_model(cfg, num_classes=len(ds.classes))
+epochs = mnist.epochs_for(cfg, len(ds.x_train), QUICK)
+lr = mnist.learning_rate(cfg, len(ds.x_train), epochs, QUICK)
+model = mnist.build_model(cfg, num_classes=len(ds.classes), lr=lr)
 model.summary()
 
 # %% [markdown]
 # ## Training (the stage's learning-rate schedule included)
 
 # %%
-epochs = (cfg.fallback_quick_epochs if ds.fallback else cfg.quick_epochs) if QUICK else cfg.epochs
 history: dict = {}
 recorder = mnist.train(model, ds, cfg, epochs, seed=SEED, history=history)
 print(f"{epochs} epoch(s), validation accuracy per epoch: {history['val_accuracy']}")

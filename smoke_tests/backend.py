@@ -5,10 +5,14 @@ Every timed function synchronizes the device before it returns, so wall-clock ti
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from typing import Any
 
 import numpy as np
+
+from gpu_doctor.framework import list_gpus
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
@@ -22,74 +26,20 @@ def framework_version() -> str:
     return mod.__version__
 
 
+@functools.cache
+def _gpus() -> tuple[tuple[str, ...], str | None]:
+    gpus, reason = list_gpus(name(), importlib.import_module)
+    return tuple(gpus), reason
+
+
 def gpu_devices() -> list[str]:
     """The GPUs the active framework can use (empty on a CPU-only machine)."""
-    backend = name()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return [d.name for d in tf.config.list_physical_devices("GPU")]
-    if backend == "jax":
-        import jax
-
-        try:
-            return [str(d) for d in jax.devices("gpu")]
-        except RuntimeError:
-            return []
-    import torch
-
-    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return list(_gpus()[0])
 
 
-def _cuda_int(value: Any) -> str | None:
-    # CUDA reports 12040 for 12.4
-    return f"{value // 1000}.{(value % 1000) // 10}" if isinstance(value, int) and value > 0 else None
-
-
-def build_info() -> dict[str, Any] | None:
-    """CUDA/cuDNN versions and GPU architectures the active framework was built for, if it says."""
-    if name() == "tensorflow":
-        import tensorflow as tf
-
-        info = tf.sysconfig.get_build_info()
-        if info.get("is_cuda_build"):
-            return {
-                "source": f"tensorflow {tf.__version__}",
-                "cuda_version": info.get("cuda_version"),
-                "cudnn_version": info.get("cudnn_version"),
-                "archs": list(info.get("cuda_compute_capabilities", [])),
-            }
-        return None
-    if name() == "jax":
-        import jax
-
-        try:  # present only with the CUDA plugin installed; a private module, so read it defensively
-            from jax._src.lib import cuda_versions
-        except ImportError:
-            cuda_versions = None
-        if cuda_versions is None:
-            return None
-        runtime = getattr(cuda_versions, "cuda_runtime_get_version", None)
-        cudnn = getattr(cuda_versions, "cudnn_get_version", None)
-        if runtime is None:
-            return None
-        return {
-            "source": f"jax {jax.__version__} (the CUDA runtime it loaded)",
-            "cuda_version": _cuda_int(runtime()),
-            "cudnn_version": str(cudnn()) if cudnn else None,
-            "archs": [],  # jaxlib does not list the architectures it was built for
-        }
-    if name() == "torch":
-        import torch
-
-        if torch.version.cuda:
-            return {
-                "source": f"torch {torch.__version__}",
-                "cuda_version": torch.version.cuda,
-                "cudnn_version": str(torch.backends.cudnn.version()),
-                "archs": torch.cuda.get_arch_list(),
-            }
-    return None
+def gpu_reason() -> str | None:
+    """The framework's own words when it has no GPU (JAX's backend error, TensorFlow's CPU-only build)."""
+    return _gpus()[1]
 
 
 def keras_device(kind: str) -> str:
@@ -216,8 +166,8 @@ def xla_compile_and_run(device: str, seed: int = 0) -> tuple[float, float]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        def f(t: Any) -> Any:
-            return tf.reduce_sum(tf.nn.relu(tf.linalg.matmul(t, t)) * 0.5)
+        def f(t: Any) -> Any:  # exp/tanh: XLA needs libdevice and ptxas for these on a GPU
+            return tf.reduce_sum(tf.tanh(tf.linalg.matmul(t, t) * 0.01) * tf.exp(-tf.abs(t)))
 
         with tf.device(f"/{device.upper()}:0"):
             compiled = tf.function(f, jit_compile=True)
@@ -226,8 +176,8 @@ def xla_compile_and_run(device: str, seed: int = 0) -> tuple[float, float]:
         import jax
         import jax.numpy as jnp
 
-        def g(t: Any) -> Any:
-            return jnp.sum(jax.nn.relu(t @ t) * 0.5)
+        def g(t: Any) -> Any:  # exp/tanh: XLA needs libdevice and ptxas for these on a GPU
+            return jnp.sum(jnp.tanh((t @ t) * 0.01) * jnp.exp(-jnp.abs(t)))
 
         arg = jax.device_put(x, jax.devices(device)[0])
         compiled = jax.jit(g).lower(arg).compile()

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gpu_doctor.model import TITLES
+
 SCHEMA_VERSION = 1
 STATUS_ORDER = ("failed", "error", "invalid", "passed", "skipped")
 NOT_PASSED = {"failed", "error", "invalid"}
@@ -178,9 +180,39 @@ def _figures_text(check: dict[str, Any]) -> str:
     return "<br>".join(parts)
 
 
+def _layer(diagnosis: dict[str, Any], name: str) -> dict[str, Any]:
+    return next((layer for layer in diagnosis.get("layers", []) if layer["name"] == name), {})
+
+
+def _diagnosis_html(diagnosis: dict[str, Any]) -> str:
+    """The GPU doctor's layers: status, what was found, cause and the command to run."""
+    esc = html.escape
+    if not diagnosis.get("layers"):
+        return ""
+    css = {"OK": "passed", "WARN": "skipped", "BROKEN": "failed"}
+    rows = "".join(
+        f'<tr class="{css.get(layer["status"], "skipped")}">'
+        f"<td>{esc(TITLES.get(layer['name'], layer['name']))}</td><td>{esc(layer['status'])}</td>"
+        f"<td>{esc(layer.get('summary') or '')}</td><td>{esc(layer.get('cause') or '')}</td>"
+        f"<td><code>{esc(layer.get('remedy') or '')}</code></td></tr>"
+        for layer in diagnosis["layers"]
+    )
+    staged = diagnosis.get("staged_root")
+    note = (
+        f'<p class="warn">Staged root {esc(staged)} (test hook GPU_DOCTOR_ROOT): not this machine.</p>'
+        if staged
+        else ""
+    )
+    return (
+        f'<h2>GPU diagnosis</h2>{note}<table id="diagnosis"><thead><tr><th>layer</th><th>status</th>'
+        f"<th>found</th><th>cause</th><th>run</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 def render_html(report: dict[str, Any], report_dir: Path) -> str:
     esc = html.escape
     gpu = report["gpu"]
+    diagnosis = report.get("diagnosis") or {}
     rows = []
     for c in report["checks"]:
         note = esc(c.get("message") or c.get("details", {}).get("verdict", "") or "")
@@ -210,7 +242,14 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
             f"compared.</p><p>Regressions:</p><ul>{regs or '<li>none</li>'}</ul>"
             f"<p>Fingerprint parts that differ: {esc(changed)}</p>"
         )
-    no_gpu = "" if gpu["available"] else f'<p class="warn">No NVIDIA GPU found: {esc(str(gpu["reason"]))}</p>'
+    no_gpu = (
+        ""
+        if diagnosis.get("gpu_found", gpu["available"])
+        else (
+            f'<p class="warn">No NVIDIA GPU found: '
+            f"{esc(str(diagnosis.get('no_gpu_reason') or gpu['reason']))}</p>"
+        )
+    )
     color = "#2a7" if report["verdict"] == "PASSED" else "#c33"
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Smoke test {esc(report["created"])}: {report["verdict"]}</title><style>{_CSS}</style></head><body>
@@ -219,6 +258,7 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
 level {esc(report["level"])} · backend {esc(report["backend"])} · {report["duration_s"]} s ·
 {esc(report["created"])}</div>
 {no_gpu}
+{_diagnosis_html(diagnosis)}
 <h2>Checks</h2>
 <table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
 <th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
@@ -238,15 +278,26 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
         f"{report['duration_s']} s)"
     )
     lines.append("  " + ", ".join(f"{v} {k}" for k, v in c.items() if v))
-    gpu = report["gpu"]
-    if not gpu["available"]:
-        lines.append(f"  !! no NVIDIA GPU found: {gpu['reason']}")
+    gpu, diagnosis = report["gpu"], report.get("diagnosis") or {}
+    broken = _layer(diagnosis, diagnosis.get("first_broken") or "")
+    if diagnosis.get("staged_root"):
+        lines.append(
+            f"  !! staged root {diagnosis['staged_root']} (test hook GPU_DOCTOR_ROOT): not this machine"
+        )
+    if broken:
+        lines.append(
+            f"  !! GPU diagnosis: BROKEN at the {TITLES.get(broken['name'], broken['name'])} layer: "
+            f"{broken['cause']}"
+        )
+        lines.append(f"  !! run: {broken['remedy']}")
+    elif not diagnosis.get("gpu_found", gpu["available"]):
+        lines.append(f"  !! no NVIDIA GPU found: {diagnosis.get('no_gpu_reason') or gpu['reason']}")
         lines.append(
             "  !! everything that can run ran on the CPU"
             + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
         )
-    else:
-        names = ", ".join(g["name"] for g in gpu["gpus"])
+    if gpu["gpus"]:
+        names = ", ".join(str(g.get("name")) for g in gpu["gpus"])
         lines.append(
             f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
         )

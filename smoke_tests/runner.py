@@ -1,4 +1,5 @@
 """`python -m smoke_tests`: run the smoke checks with pytest in a child process, then write the report.
+`python -m smoke_tests doctor`: only the layered GPU diagnosis (gpu_doctor), in seconds.
 
 The checks run in a child so that a crash (a segfault in a CUDA library) or a hang past the suite's time
 limit still leaves a report. Exit codes: 0 all passed, 1 a check failed, 2 the suite could not run.
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smoke_tests import nvml, report
+from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor.model import Layer
+from smoke_tests import report
 from smoke_tests.speed import level_settings, settings
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -30,7 +33,11 @@ class UsageError(Exception):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m smoke_tests", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m smoke_tests",
+        description=__doc__.splitlines()[0],
+        epilog="python -m smoke_tests doctor [--help]: the layered GPU diagnosis alone (make doctor)",
+    )
     p.add_argument("--level", default="quick", help="quick (default, ~3 min on 2 CPU cores) or full")
     p.add_argument("--out", type=Path, help="report folder (default reports/smoke/<timestamp>/)")
     p.add_argument("--baseline", type=Path, help="an earlier report.json of this machine to compare with")
@@ -175,6 +182,7 @@ def build_report(
     level: str,
     checks: list[dict[str, Any]],
     system: dict[str, Any],
+    diagnosis: dict[str, Any],
     baseline: dict[str, Any] | None,
     require_gpu: bool,
     started: float,
@@ -188,6 +196,7 @@ def build_report(
         "backend": backend.name(),
         "require_gpu": require_gpu,
         "gpu": system,
+        "diagnosis": diagnosis,
         "checks": checks,
         "counts": report.counts(checks),
         "fingerprint": fingerprint(out, level, require_gpu),
@@ -203,7 +212,34 @@ def build_report(
     return data
 
 
+def probe_gpu() -> Diagnosis:
+    """The layers below the framework, before the checks start. Never raises: a probe that fails (a GPU lost
+    during the probe) is a broken layer in the diagnosis, reported as a check failure, not a traceback."""
+    try:
+        return diagnose(ask_framework=False, ask_compute=False)
+    except Exception as err:  # diagnose() guards every probe; this is the last line of defence
+        layer = Layer("hardware").broken(f"the GPU diagnosis failed: {type(err).__name__}: {err}",
+                                          "python -m smoke_tests doctor --json")  # fmt: skip
+        return Diagnosis(
+            layers=[layer], gpu_found=True, nvml={"available": False, "reason": layer.cause, "gpus": []}
+        )
+
+
+def _gpu_note(found: Diagnosis) -> str | None:
+    if not found.gpu_found:
+        return f"no NVIDIA GPU found ({found.no_gpu_reason}); running on the CPU"
+    broken = found.first_broken
+    if broken is not None:
+        return f"GPU diagnosis: BROKEN at the {broken.title} layer: {broken.cause} (run: {broken.remedy})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:
+        from gpu_doctor.cli import main as doctor
+
+        return doctor(argv[1:], prog="python -m smoke_tests doctor")
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
@@ -221,14 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
         return 2
-    system = nvml.probe()
+    found = probe_gpu()
+    system, diagnosis = found.nvml, found.to_dict()
     print(f"smoke tests ({args.level}) -> {out}")
-    if not system["available"]:
-        print(f"  note: no NVIDIA GPU found ({system['reason']}); running on the CPU")
+    if found.staged_root:
+        print(
+            f"  !! staged root {found.staged_root} (test hook GPU_DOCTOR_ROOT): not this machine's hardware"
+        )
+    if note := _gpu_note(found):
+        print(f"  note: {note}")
     code, note = run_checks(out, args.level, args, require_gpu)
     checks = read_results(out)
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
         system = json.loads((out / "system.json").read_text())
+    with contextlib.suppress(OSError, ValueError):
+        diagnosis = json.loads((out / "diagnosis.json").read_text())
     if note:
         checks.append(
             {
@@ -240,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 "message": note,
             }
         )
-    data = build_report(out, args.level, checks, system, baseline, require_gpu, started)
+    data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started)
     (out / "report.json").write_text(json.dumps(data, indent=1, default=str))
     (out / "report.html").write_text(report.render_html(data, out))
     print(report.summary_text(data, out))

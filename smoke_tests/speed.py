@@ -133,7 +133,7 @@ def timed_window(check: Any, label: str, gpu: bool) -> Iterator[Window]:
     if not gpu:
         yield window
         return
-    from smoke_tests.nvml import TelemetrySampler
+    from gpu_doctor.nvml import TelemetrySampler
 
     with TelemetrySampler(interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
         yield window

@@ -23,6 +23,17 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", type=float, help="override the recipe's learning rate")
     g.add_argument("--data", type=Path, help="folder with the dataset (MNIST-format IDX files, or images)")
     g.add_argument("--out", type=Path, help="output folder (default runs/<workload>/<timestamp>/)")
+    g.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download MNIST: use --data, the Keras cache, else the digits fallback (offline machines)",
+    )
+    g.add_argument(
+        "--negative-control",
+        action="store_true",
+        help="break what the check guards (labels shuffled; transfer: the pretrained base re-initialized): "
+        "the run must then FAIL its thresholds, which shows the check can fail",
+    )
     g.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     g.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
     g.add_argument(
@@ -64,7 +75,10 @@ def _add_viz_transfer_assets(sub, common: argparse.ArgumentParser) -> None:
     transfer = sub.add_parser("transfer", parents=[common], help="transfer learning: InceptionV3, or self")
     transfer.add_argument("--base", choices=("self", "inception_v3"), default="self", help="default self")
     transfer.add_argument("--weights", help="inception_v3: imagenet (default), a local no-top .h5, or none")
-    transfer.add_argument("--labels-per-class", type=int, help="self: labels per new class (default 20)")
+    transfer.add_argument("--labels-per-class", type=int, help="self: labels per new class (default 1)")
+    transfer.add_argument(
+        "--draws", type=int, help="self: few-label draws, each against scratch (default 6 quick, 10)"
+    )
 
     assets = sub.add_parser("assets", help="offline assets: fetch, verify, pack, install (no Keras backend)")
     assets.add_argument("action", choices=("fetch", "verify", "pack", "install", "list"))
@@ -107,6 +121,8 @@ def dispatch(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         quick=args.quick,
         verbose=progress_verbosity(),
+        negative_control=args.negative_control,
+        allow_download=not args.no_download,
     )
     seed_everything(args.seed, args.deterministic)
 

@@ -515,7 +515,9 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
     """Data, model (trained on canvases, or --model), the three techniques, the pointing game."""
     p = ctx.partial
     p.update(device=backend.device_description(), plots=[])
-    ds = data.load_mnist(data_dir)
+    ds = data.load_mnist(data_dir, ctx.allow_download)
+    if ctx.negative_control:
+        ds = data.shuffled_labels(ds, ctx.seed)
     train_n = cfg.quick_train_images if ctx.quick else cfg.train_images
     test_n = cfg.quick_test_canvases if ctx.quick else cfg.test_canvases
     ds = data.subset(ds, train_n, test_n, seed=ctx.seed)

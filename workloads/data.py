@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import socket
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def load_idx_dir(data_dir: Path) -> ImageDataset:
             raise InputError(f"{arrays[f'y_{split}_path']}: label {labels.max()} out of range 0-9")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise InputError(f"{data_dir}: train images {arrays['x_train'].shape[1:]} and test images differ")
-    key = identify(arrays["y_test"])
+    key = identify(arrays["y_train"], arrays["y_test"])
     info = KNOWN_DATASETS.get(key, {})
     return ImageDataset(
         name=key,
@@ -121,13 +121,41 @@ def load_idx_dir(data_dir: Path) -> ImageDataset:
     )
 
 
-def identify(test_labels: np.ndarray) -> str:
-    """Name a dataset by the first labels of its test set; `idx` when it is none we know."""
+def identify(train_labels: np.ndarray, test_labels: np.ndarray) -> str:
+    """Name a dataset by its content (datasets.toml): test-label order and per-class counts; else `idx`."""
+
+    def counts(labels: np.ndarray) -> list[int]:
+        return np.bincount(labels.astype("int64"), minlength=10).tolist() if labels.size else []
+
     for key, info in KNOWN_DATASETS.items():
         head = info.get("test_labels_head")
-        if head and test_labels[: len(head)].tolist() == head:
+        if (
+            head
+            and test_labels[: len(head)].tolist() == head
+            and counts(train_labels) == info["train_class_counts"]
+            and counts(test_labels) == info["test_class_counts"]
+        ):
             return key
     return "idx"
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write uint8 images (N, H, W) or labels (N,) as one IDX file (gzip-compressed when named *.gz)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    magic = _IMAGES_MAGIC if array.ndim == 3 else _LABELS_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    Path(path).write_bytes(gzip.compress(payload, mtime=0) if str(path).endswith(".gz") else payload)
+    return Path(path)
+
+
+def write_idx_dir(dataset: ImageDataset, folder: Path, compress: bool = True) -> Path:
+    """The dataset as an MNIST-format folder: the four standard IDX files (what `--data` reads)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, stem in IDX_FILES.items():
+        write_idx(folder / (stem + (".gz" if compress else "")), getattr(dataset, key))
+    return folder
 
 
 # --- MNIST chain ----------------------------------------------------------------------------------------
@@ -206,6 +234,12 @@ def load_digits_fallback(test_fraction: float = 0.2, seed: int = 0) -> ImageData
         y_test=y_test,
         fallback=True,
     )
+
+
+def shuffled_labels(dataset: ImageDataset, seed: int = 0) -> ImageDataset:
+    """A negative control: the training labels permuted, so nothing learnable links images to labels."""
+    rng = np.random.default_rng(seed)
+    return replace(dataset, y_train=rng.permutation(dataset.y_train))
 
 
 def subset(dataset: ImageDataset, train: int, test: int, seed: int = 0) -> ImageDataset:

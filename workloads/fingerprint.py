@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -103,58 +104,40 @@ def cpu_info() -> dict:
 
 
 def gpu_info() -> list[dict] | dict:
-    """Each NVIDIA GPU's name, UUID, memory and driver through NVML, or why there are none."""
-    try:
-        import pynvml
-    except ImportError:
-        return {"error": "nvidia-ml-py is not installed"}
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return {"error": f"NVML unavailable: {exc}"}
-    try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
-            gpus.append(
-                {
-                    "index": i,
-                    "name": _text(pynvml.nvmlDeviceGetName(handle)),
-                    "uuid": _text(pynvml.nvmlDeviceGetUUID(handle)),
-                    "memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30, 1),
-                    "compute_capability": f"{major}.{minor}",
-                    "driver": _text(driver),
-                }
-            )
-        return gpus
-    except pynvml.NVMLError as exc:
-        return {"error": f"NVML query failed: {exc}"}
-    finally:
-        pynvml.nvmlShutdown()
+    """Each NVIDIA GPU's name, UUID, memory and driver through NVML (gpu_doctor), or why there are none."""
+    from gpu_doctor import nvml
+
+    picture = nvml.probe()
+    if not picture["available"]:
+        return {"error": picture["reason"]}
+    return [
+        {
+            "index": g["index"],
+            "name": g.get("name"),
+            "uuid": g.get("uuid"),
+            "memory_gib": round(g["memory_total_mib"] / 1024, 1)
+            if isinstance(g.get("memory_total_mib"), int)
+            else None,
+            "compute_capability": g.get("compute_capability"),
+            "driver": picture.get("driver_version"),
+        }
+        for g in picture["gpus"]
+    ]
 
 
 def backend_build_info(backend: str | None = None) -> dict:
-    """CUDA/cuDNN versions the installed framework was built with (TensorFlow), when it is importable."""
+    """CUDA/cuDNN versions and GPU architectures the framework was built with: asked of the framework when it
+    is already imported (a workload run), else read from the installed metadata without importing it."""
+    from gpu_doctor.build import framework_build_info, installed_build
+    from gpu_doctor.system import InstalledMetadata
+
     backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
     try:
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            info = tf.sysconfig.get_build_info()
-            return {k: info.get(k) for k in ("cuda_version", "cudnn_version", "cuda_compute_capabilities")}
-        if backend == "jax":
-            import jax
-
-            return {"jax_default_backend": jax.default_backend()}
-        if backend == "torch":
-            import torch
-
-            return {"cuda_version": torch.version.cuda, "cudnn_version": torch.backends.cudnn.version()}
+        if backend in sys.modules:
+            return framework_build_info(backend, importlib.import_module) or {"cuda_build": False}
+        return installed_build(backend, InstalledMetadata()).as_dict()
     except Exception as exc:
         return {"error": str(exc)}
-    return {}
 
 
 def _image_manifest() -> dict:
@@ -162,7 +145,3 @@ def _image_manifest() -> dict:
         return json.loads(IMAGE_MANIFEST.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

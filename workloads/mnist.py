@@ -34,12 +34,13 @@ class StageConfig:
     learning_rate: float = 0.01
     lr_decay: float | None = 0.666  # lr = learning_rate * lr_decay ** epoch; None: constant
     optimizer: str = "adam"
-    # --quick: a subset and one epoch (about a minute on a 2-core CPU)
+    # --quick: a subset, and as many epochs as make about `quick_samples` training samples (1 epoch of the
+    # 30,000-image subset; 21 of the digits fallback's 1,437 images), with the recipe's whole learning-rate
+    # decay compressed into those steps. One epoch at the starting rate (the old quick recipe) ended wherever
+    # the last noisy Adam steps left it: 0.67 on the digits for seed 1, 0.94 on MNIST for seed 3.
     quick_train: int = 30_000
     quick_test: int = 2_000
-    quick_epochs: int = 1
-    # the digits fallback has 1,437 training images: a few epochs even when quick
-    fallback_quick_epochs: int = 5
+    quick_samples: int = 30_000
     eval_batch_size: int = 1000
     # several steps per compiled call: no per-step Python overhead
     steps_per_execution: int = 32
@@ -62,8 +63,10 @@ def stage_config(stage: int, **overrides) -> StageConfig:
 
 
 # --- Data ---------------------------------------------------------------------------------------------------
-def load_data(data_dir: Path | None, quick: bool, cfg: StageConfig, seed: int = 0) -> data.ImageDataset:
-    dataset = data.load_mnist(data_dir)
+def load_data(
+    data_dir: Path | None, quick: bool, cfg: StageConfig, seed: int = 0, allow_download: bool = True
+) -> data.ImageDataset:
+    dataset = data.load_mnist(data_dir, allow_download)
     if quick:
         dataset = data.subset(dataset, cfg.quick_train, cfg.quick_test, seed=seed)
     return dataset
@@ -74,8 +77,29 @@ def prepare(images: np.ndarray) -> np.ndarray:
     return (images.astype("float32") / 255.0)[..., None]
 
 
+def epochs_for(cfg: StageConfig, train_size: int, quick: bool) -> int:
+    """The recipe's epochs; quick: enough epochs to see about `quick_samples` samples (at least one)."""
+    return max(1, round(cfg.quick_samples / max(1, train_size))) if quick else cfg.epochs
+
+
 # --- Model --------------------------------------------------------------------------------------------------
-def build_model(cfg: StageConfig, num_classes: int = 10) -> keras.Model:
+def learning_rate(cfg: StageConfig, train_size: int, epochs: int, quick: bool):
+    """The codelab's `learning_rate * lr_decay ** epoch` as an optimizer schedule (a checkpoint resumes it).
+
+    Full: a step each epoch, as the codelab's LearningRateScheduler does. Quick: the same decay over the
+    recipe's `cfg.epochs` squeezed smoothly into the quick run's steps, so it ends at the same small rate.
+    """
+    if cfg.lr_decay is None:
+        return cfg.learning_rate
+    steps_per_epoch = math.ceil(train_size / cfg.batch_size)
+    decay_steps = steps_per_epoch * epochs / cfg.epochs if quick else steps_per_epoch
+    return keras.optimizers.schedules.ExponentialDecay(
+        cfg.learning_rate, decay_steps=decay_steps, decay_rate=cfg.lr_decay, staircase=not quick
+    )
+
+
+def build_model(cfg: StageConfig, num_classes: int = 10, lr=None) -> keras.Model:
+    """The stage's network, compiled; `lr`: a rate or schedule (default: the constant `cfg.learning_rate`)."""
     layers = keras.layers
     if cfg.stage == 1:
         body = [layers.Flatten(), layers.Dense(num_classes, activation="softmax")]
@@ -117,11 +141,8 @@ def build_model(cfg: StageConfig, num_classes: int = 10) -> keras.Model:
             layers.Dense(num_classes, activation="softmax"),
         ]
     model = keras.Sequential([keras.Input(shape=(28, 28, 1)), *body], name=f"mnist_stage{cfg.stage}")
-    optimizer = (
-        keras.optimizers.SGD(cfg.learning_rate)
-        if cfg.optimizer == "sgd"
-        else keras.optimizers.Adam(cfg.learning_rate)
-    )
+    lr = cfg.learning_rate if lr is None else lr
+    optimizer = keras.optimizers.SGD(lr) if cfg.optimizer == "sgd" else keras.optimizers.Adam(lr)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -133,13 +154,6 @@ def build_model(cfg: StageConfig, num_classes: int = 10) -> keras.Model:
 
 
 # --- Train --------------------------------------------------------------------------------------------------
-def learning_rate_schedule(cfg: StageConfig):
-    """The codelab's exponential decay per epoch, or None for a constant rate."""
-    if cfg.lr_decay is None:
-        return None
-    return keras.callbacks.LearningRateScheduler(lambda epoch: cfg.learning_rate * cfg.lr_decay**epoch)
-
-
 def train(
     model: keras.Model,
     ds: data.ImageDataset,
@@ -161,15 +175,12 @@ def train(
         history=history,
         state=state,
     )
-    callbacks = [recorder]
-    if schedule := learning_rate_schedule(cfg):
-        callbacks.append(schedule)
     model.fit(
         **pipeline.train_inputs(prepare(ds.x_train), ds.y_train, cfg.batch_size, seed=seed),
         **pipeline.validation_inputs(prepare(ds.x_test), ds.y_test, cfg.eval_batch_size),
         epochs=epochs,
         initial_epoch=initial_epoch,
-        callbacks=callbacks,
+        callbacks=[recorder],
         verbose=verbose,
     )
     recorder.raise_if_diverged()
@@ -233,10 +244,12 @@ def run_stage(
     """
     p = ctx.partial
     p.update(variant=f"stage{cfg.stage}", stage=f"stage{cfg.stage}", device=backend.device_description())
-    ds = load_data(data_dir, ctx.quick, cfg, seed=ctx.seed)
+    ds = load_data(data_dir, ctx.quick, cfg, seed=ctx.seed, allow_download=ctx.allow_download)
+    if ctx.negative_control:
+        ds = data.shuffled_labels(ds, ctx.seed)
     p["dataset"] = ds.describe()
     if epochs is None:
-        epochs = (cfg.fallback_quick_epochs if ds.fallback else cfg.quick_epochs) if ctx.quick else cfg.epochs
+        epochs = epochs_for(cfg, len(ds.x_train), ctx.quick)
     p["hyperparameters"] = {**asdict(cfg), "epochs_run": epochs}
     history = p.setdefault("history", {})
     state = {
@@ -253,7 +266,8 @@ def run_stage(
         initial_epoch = saved["epochs_done"]
         history.update(saved["history"])
     else:
-        model = build_model(cfg, num_classes=len(ds.classes))
+        lr = learning_rate(cfg, len(ds.x_train), epochs, ctx.quick)
+        model = build_model(cfg, num_classes=len(ds.classes), lr=lr)
     recorder = train(
         model,
         ds,

@@ -135,6 +135,9 @@ def run(ctx: RunContext, cfg: MoonsConfig) -> None:
         variant="default", stage=None, hyperparameters=asdict(cfg), device=backend.device_description()
     )
     data = load_data(cfg)
+    if ctx.negative_control:  # training labels permuted: nothing to learn
+        x_train, x_test, y_train, y_test = data
+        data = (x_train, x_test, np.random.default_rng(ctx.seed).permutation(y_train), y_test)
     ctx.partial["dataset"] = {
         "name": "generated",
         "source": "sklearn.datasets.make_moons",

@@ -26,6 +26,9 @@ class RunContext:
     deterministic: bool = False
     quick: bool = False
     verbose: int = 2
+    # Break what the run's check guards (see each workload's `main`): the run must then FAIL its thresholds.
+    negative_control: bool = False
+    allow_download: bool = True  # False: MNIST only from --data or the Keras cache, else the digits fallback
     # Filled by the workload while it runs: dataset, hyperparameters, history, metrics, timings, plots, stage.
     partial: dict = field(default_factory=dict)
     started_at: str = field(default_factory=results.now)

@@ -127,6 +127,15 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
     return keras.saving.load_model(Path(run_dir) / CHECKPOINT), state
 
 
+def restart(model: keras.Model, weights: list) -> None:
+    """Give a compiled model `weights` and a fresh optimizer state (step count, moments; not its learning
+    rate), so it trains as a newly built one would, without compiling again (no new tracing)."""
+    model.set_weights(weights)
+    for variable in model.optimizer.variables:
+        if variable.name != "learning_rate":
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+
+
 class EpochValidation(keras.callbacks.Callback):
     """Validation on a small set in one compiled call per epoch (`test_on_batch`), as `val_*` logs.
 

@@ -5,9 +5,9 @@
 subfolder per class; augmentation layers equal to the course's ImageDataGenerator. Phase 1 trains the head,
 phase 2 fine-tunes the top Inception block (mixed7) at a 10x smaller learning rate with batch norm frozen.
 
-`--base self`: self-contained (the classic Keras `mnist_transfer_cnn`): pretrain a convnet on classes 0-4,
-freeze its feature layers, train a new head on classes 5-9 with few labels, fine-tune; the same architecture
-trained from scratch on the same few labels is the control. The check: transfer beats scratch.
+`--base self` (the default, offline): Keras's `mnist_transfer_cnn` as a robust check, in
+workloads/transfer_self.py: pretrain on classes 0-4, new head on one label per class of 5-9, fine-tune,
+against scratch on the same labels, over several paired draws.
 
 Bad image folders: fewer than two classes or a class without images fail with one line; files that are not
 images (by extension) or that PIL cannot decode are SKIPPED with a warning, and counted in result.json.
@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from workloads import backend, data, plots
+from workloads import backend, plots
 from workloads.errors import InputError
 from workloads.run import RunContext
 from workloads.training import RunRecorder
@@ -35,26 +35,6 @@ CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------
-@dataclass
-class SelfConfig:
-    """`--base self`: pretrain on classes 0-4, transfer to classes 5-9 with few labels."""
-
-    pretrain_images: int = 30_000  # of classes 0-4 (capped at what exists)
-    quick_pretrain_images: int = 6_000
-    pretrain_epochs: int = 3
-    quick_pretrain_epochs: int = 2
-    labels_per_class: int = 20  # at 50, scratch catches up on the easy classes 5-9 (see README)
-    head_epochs: int = 20
-    finetune_epochs: int = 5
-    batch_size: int = 32
-    pretrain_batch_size: int = 64
-    learning_rate: float = 1e-3
-    finetune_factor: float = 0.1  # fine-tuning learning rate = learning_rate * this
-    test_images: int = 5_000  # of classes 5-9
-    quick_test_images: int = 2_000
-    curve_images: int = 500
-
-
 @dataclass
 class InceptionConfig:
     """`--base inception_v3`: the course's recipe."""
@@ -250,32 +230,6 @@ def unfreeze_top_block(base: keras.Model, after: str) -> int:
     return sum(int(np.prod(w.shape)) for w in base.trainable_weights)
 
 
-def build_self_model(num_classes: int) -> tuple[keras.Model, list[keras.layers.Layer]]:
-    """mnist_transfer_cnn: (model, feature layers). Features: conv-conv-pool-dropout-flatten."""
-    layers = keras.layers
-    features = [
-        layers.Conv2D(32, 3, activation="relu", name="feat_conv1"),
-        layers.Conv2D(32, 3, activation="relu", name="feat_conv2"),
-        layers.MaxPooling2D(2, name="feat_pool"),
-        layers.Dropout(0.25, name="feat_dropout"),
-        layers.Flatten(name="feat_flatten"),
-    ]
-    head = [
-        layers.Dense(128, activation="relu", name="head_dense"),
-        layers.Dropout(0.5, name="head_dropout"),
-        layers.Dense(num_classes, activation="softmax", name="head_out"),
-    ]
-    return keras.Sequential([keras.Input((28, 28, 1)), *features, *head], name="transfer_cnn"), features
-
-
-def new_head(features: list[keras.layers.Layer], num_classes: int) -> keras.Model:
-    """The pretrained (frozen) feature layers with a fresh classification head."""
-    for layer in features:
-        layer.trainable = False
-    fresh, _ = build_self_model(num_classes)
-    return keras.Sequential([keras.Input((28, 28, 1)), *features, *fresh.layers[len(features) :]])
-
-
 def compile_model(model: keras.Model, learning_rate: float, optimizer: str = "adam") -> keras.Model:
     opt = (
         keras.optimizers.RMSprop(learning_rate)
@@ -284,47 +238,6 @@ def compile_model(model: keras.Model, learning_rate: float, optimizer: str = "ad
     )
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
-
-
-# --- Data for --base self -----------------------------------------------------------------------------------
-def split_classes(ds: data.ImageDataset, cfg: SelfConfig, quick: bool, seed: int) -> dict:
-    """Pretraining set (classes 0-4), few labels of classes 5-9 (relabelled 0-4), test sets of both."""
-    rng = np.random.default_rng(seed)
-    low_tr, high_tr = np.flatnonzero(ds.y_train < 5), np.flatnonzero(ds.y_train >= 5)
-    low_te, high_te = np.flatnonzero(ds.y_test < 5), np.flatnonzero(ds.y_test >= 5)
-    n_pre = cfg.quick_pretrain_images if quick else cfg.pretrain_images
-    n_test = cfg.quick_test_images if quick else cfg.test_images
-    pre = rng.permutation(low_tr)[:n_pre]
-    few = []
-    for cls in range(5, 10):
-        members = rng.permutation(high_tr[ds.y_train[high_tr] == cls])
-        if len(members) < cfg.labels_per_class:
-            raise InputError(
-                f"class {cls} has {len(members)} training images, fewer than --labels-per-class "
-                f"{cfg.labels_per_class}"
-            )
-        few.extend(members[: cfg.labels_per_class])
-    few = rng.permutation(np.array(few))
-    test_hi = rng.permutation(high_te)[:n_test]
-    test_lo = rng.permutation(low_te)[:n_test]
-    prep = _prepare
-    return {
-        "pretrain": (prep(ds.x_train[pre]), ds.y_train[pre]),
-        "pretrain_test": (prep(ds.x_test[test_lo]), ds.y_test[test_lo]),
-        "few": (prep(ds.x_train[few]), ds.y_train[few] - 5),
-        "test": (prep(ds.x_test[test_hi]), ds.y_test[test_hi] - 5),
-    }
-
-
-def _prepare(images: np.ndarray) -> np.ndarray:
-    return (images.astype("float32") / 255.0)[..., None]
-
-
-def load_self_data(data_dir: Path | None) -> data.ImageDataset:
-    """--data, else Fashion-MNIST from Debian's package when installed, else the MNIST chain."""
-    if data_dir is None and data.FASHION_MNIST_DIR.is_dir():
-        data_dir = data.FASHION_MNIST_DIR
-    return data.load_mnist(data_dir)
 
 
 # --- Train and evaluate -------------------------------------------------------------------------------------
@@ -348,54 +261,6 @@ def accuracy(model: keras.Model, x, y=None) -> float:
     if y is None:
         return float(model.evaluate(x, verbose=0)[1])
     return float(model.evaluate(x, y, batch_size=500, verbose=0)[1])
-
-
-def run_self(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
-    """Pretrain on 0-4; frozen features + new head on few labels of 5-9; fine-tune; scratch control."""
-    p = ctx.partial
-    p.update(variant="self", stage="self", device=backend.device_description(), plots=[])
-    ds = load_self_data(data_dir)
-    parts = split_classes(ds, cfg, ctx.quick, ctx.seed)
-    pre_epochs = cfg.quick_pretrain_epochs if ctx.quick else cfg.pretrain_epochs
-    p["dataset"] = {
-        **ds.describe(),
-        "train_size": len(parts["pretrain"][0]) + len(parts["few"][0]),
-        "test_size": len(parts["test"][0]),
-        "pretrain_classes": ds.classes[:5],
-        "transfer_classes": ds.classes[5:],
-    }
-    p["hyperparameters"] = {**asdict(cfg), "pretrain_epochs_run": pre_epochs}
-    history = p.setdefault("history", {})
-    metrics = p.setdefault("metrics", {})
-    x_few, y_few = parts["few"]
-    x_test, y_test = parts["test"]
-    curve = (x_test[: cfg.curve_images], y_test[: cfg.curve_images])  # per-epoch curves; final scores use all
-
-    model, features = build_self_model(5)
-    compile_model(model, cfg.learning_rate)
-    rec = fit(model, *parts["pretrain"], epochs=pre_epochs, batch_size=cfg.pretrain_batch_size,
-              history=history, prefix="pretrain", verbose=ctx.verbose)  # fmt: skip
-    metrics["pretrain_accuracy"] = accuracy(model, *parts["pretrain_test"])
-
-    transfer = compile_model(new_head(features, 5), cfg.learning_rate)
-    fit(transfer, x_few, y_few, epochs=cfg.head_epochs, batch_size=cfg.batch_size, history=history,
-        prefix="head", validation_data=curve)  # fmt: skip
-    metrics["head_accuracy"] = accuracy(transfer, x_test, y_test)
-    for layer in features:
-        layer.trainable = True
-    compile_model(transfer, cfg.learning_rate * cfg.finetune_factor)
-    fit(transfer, x_few, y_few, epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, history=history,
-        prefix="finetune", validation_data=curve)  # fmt: skip
-    metrics["transfer_accuracy"] = accuracy(transfer, x_test, y_test)
-
-    scratch, _ = build_self_model(5)
-    compile_model(scratch, cfg.learning_rate)
-    fit(scratch, x_few, y_few, epochs=cfg.head_epochs + cfg.finetune_epochs, batch_size=cfg.batch_size,
-        history=history, prefix="scratch", validation_data=curve)  # fmt: skip
-    metrics["scratch_accuracy"] = accuracy(scratch, x_test, y_test)
-    metrics["transfer_margin"] = metrics["transfer_accuracy"] - metrics["scratch_accuracy"]
-    p["timings"] = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
-    p["plots"].append(plot_self(history, metrics, ctx.out_dir / "transfer_vs_scratch.png", ds.name))
 
 
 def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, weights) -> None:
@@ -430,27 +295,6 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
 
 
 # --- Plot ---------------------------------------------------------------------------------------------------
-def plot_self(history: dict, metrics: dict, path: Path, name: str) -> str:
-    """Validation accuracy per epoch: frozen head then fine-tuning, against training from scratch."""
-    fig, (ax1, ax2) = plots.plt.subplots(1, 2, figsize=(11, 4))
-    head, tune = history.get("head_val_accuracy", []), history.get("finetune_val_accuracy", [])
-    ax1.plot(range(1, len(head) + 1), head, label="transfer: new head (base frozen)")
-    ax1.plot(range(len(head) + 1, len(head) + len(tune) + 1), tune, label="transfer: fine-tuning")
-    scratch = history.get("scratch_val_accuracy", [])
-    ax1.plot(range(1, len(scratch) + 1), scratch, label="from scratch")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("accuracy on classes 5-9 (test)")
-    ax1.grid(alpha=0.3)
-    ax1.legend()
-    keys = ["pretrain_accuracy", "head_accuracy", "transfer_accuracy", "scratch_accuracy"]
-    bars = ax2.bar([k.replace("_accuracy", "") for k in keys], [100 * metrics[k] for k in keys])
-    ax2.bar_label(bars, fmt="%.1f%%")
-    ax2.set_ylabel("test accuracy (%)")
-    ax2.set_title(f"margin transfer - scratch: {100 * metrics['transfer_margin']:+.1f} points")
-    fig.suptitle(f"{name}: transfer from classes 0-4 to 5-9 with few labels")
-    return plots.save(fig, path)
-
-
 def plot_phases(history: dict, path: Path, name: str) -> str:
     fig, ax = plots.plt.subplots(figsize=(6, 4))
     offset = 0
@@ -486,10 +330,15 @@ def main(ctx: RunContext, args) -> int:
     if args.base == "self":
         if args.weights is not None:
             raise InputError("--weights is for --base inception_v3")
-        cfg = _config(SelfConfig, head_epochs=args.epochs, labels_per_class=args.labels_per_class, **common)
-        if cfg.labels_per_class < 1:
-            raise InputError(f"--labels-per-class must be at least 1, got {cfg.labels_per_class}")
-        return execute(ctx, lambda c: run_self(c, cfg, args.data))
+        from workloads import transfer_self
+
+        for option in ("labels_per_class", "draws"):
+            value = getattr(args, option)
+            if value is not None and value < 1:
+                raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+        cfg = _config(transfer_self.SelfConfig, pretrain_epochs=args.epochs, draws=args.draws,
+                      quick_draws=args.draws, labels_per_class=args.labels_per_class, **common)  # fmt: skip
+        return execute(ctx, lambda c: transfer_self.run(c, cfg, args.data))
     cfg = _config(InceptionConfig, head_epochs=args.epochs, quick_head_epochs=args.epochs, **common)
     weights = None if args.weights == "none" else (args.weights or "imagenet")
     if weights not in (None, "imagenet") and not Path(weights).is_file():

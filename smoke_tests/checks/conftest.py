@@ -1,4 +1,5 @@
-"""Shared fixtures of the smoke checks: level settings, the NVML picture, the framework's GPUs."""
+"""Shared fixtures of the smoke checks: level settings, the GPU diagnosis and its NVML picture, the
+framework's GPUs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from smoke_tests import backend, nvml
+from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor import system as gpu_system
+from smoke_tests import backend
 from smoke_tests.plugin import check, out_dir  # noqa: F401 - `check` also when pytest runs these directly
 from smoke_tests.speed import level_settings, settings
 
@@ -27,10 +30,18 @@ def report_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def system(report_dir: Path) -> dict[str, Any]:
-    info = nvml.probe()
-    (report_dir / "system.json").write_text(json.dumps(info, default=str))  # the report's GPU section
-    return info
+def diagnosis(report_dir: Path) -> Diagnosis:
+    """The layered GPU diagnosis without importing the framework (the framework checks do that part)."""
+    result = diagnose(gpu_system.current(), backend.name(), ask_framework=False, ask_compute=False)
+    (report_dir / "system.json").write_text(json.dumps(result.nvml, default=str))  # the report's GPU section
+    (report_dir / "diagnosis.json").write_text(json.dumps(result.to_dict(), default=str))
+    return result
+
+
+@pytest.fixture(scope="session")
+def system(diagnosis: Diagnosis) -> dict[str, Any]:
+    """NVML's picture: driver, CUDA driver version, every GPU's facts (empty when there is no GPU)."""
+    return diagnosis.nvml
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +58,7 @@ def device(system: dict[str, Any], framework_gpus: list[str]) -> str:
 @pytest.fixture
 def need_gpu(system: dict[str, Any], framework_gpus: list[str]) -> None:
     if not framework_gpus:
-        why = "see system/nvml_loads" if not system["available"] else "see framework/gpu_visible"
+        why = "see system/gpu_found" if not system["available"] else "see framework/gpu_visible"
         pytest.skip(f"n/a: no GPU ({why})")
 
 

@@ -1,77 +1,75 @@
-"""System checks through NVML: driver, GPUs, health, compatibility with the framework's CUDA build."""
+"""System checks: the GPU doctor's layered diagnosis (gpu_doctor), one check per layer, and hostile
+environment variables. With an NVIDIA GPU on the machine, any broken layer fails here (never a skip);
+without one the layers are n/a, unless REQUIRE_GPU=1."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytest
 
-from smoke_tests import backend, compat, nvml
+from gpu_doctor import Diagnosis, rules
+from gpu_doctor.model import BROKEN, NA, NOT_CHECKED, WARN
 from smoke_tests.plugin import CheckRecord
+
+# The layers below the framework import; the framework layer here applies the build rules only (the
+# framework checks import it), and the compute layer is the framework checks' job.
+LAYERS = (
+    "kernel_module",
+    "device_nodes",
+    "nvml",
+    "cuda_driver",
+    "cuda_libraries",
+    "memory",
+    "framework",
+    "health",
+)
 
 
 def _require_gpu() -> bool:
     return os.environ.get("REQUIRE_GPU", "") not in ("", "0", "false", "no")
 
 
-def _need_nvml(system: dict[str, Any]) -> None:
-    if not system["available"]:
-        pytest.skip("n/a: no NVIDIA GPU found (why: see system/nvml_loads)")
-
-
-def test_nvml_loads(check: CheckRecord, system: dict[str, Any]) -> None:
-    check.detail("nvml", {k: v for k, v in system.items() if k != "gpus"})
-    if not system["available"]:
-        message = f"no NVIDIA GPU found: {system['reason']}"
+def test_gpu_found(check: CheckRecord, diagnosis: Diagnosis) -> None:
+    hardware = diagnosis.layer("hardware")
+    check.detail("hardware", hardware.facts)
+    if diagnosis.staged_root:
+        check.warn(f"staged root {diagnosis.staged_root} (test hook GPU_DOCTOR_ROOT): not this machine")
+    if not diagnosis.gpu_found:
+        message = f"no NVIDIA GPU found: {diagnosis.no_gpu_reason}"
         if _require_gpu():
             pytest.fail(f"{message} (REQUIRE_GPU=1)")
         pytest.skip(message)
-    check.detail("gpus", system["gpus"])
-    check.figure("gpu_count", len(system["gpus"]), "GPUs")
-    for key in ("driver_version", "cuda_driver_version"):
-        assert not str(system.get(key, "")).startswith("error"), f"{key}: {system.get(key)}"
+    check.figure(
+        "gpu_count", max(len(hardware.facts.get("pci_gpus", [])), len(diagnosis.nvml.get("gpus", []))), "GPUs"
+    )
 
 
-def test_gpu_health(check: CheckRecord, system: dict[str, Any]) -> None:
-    _need_nvml(system)
-    problems = []
-    for gpu in system["gpus"]:
-        for warning in nvml.gpu_warnings(gpu):
-            check.warn(f"GPU {gpu['index']}: {warning}")
-        problems += [f"GPU {gpu['index']} ({gpu['name']}): {p}" for p in nvml.gpu_health_problems(gpu)]
-        check.detail(f"gpu{gpu['index']}", gpu)
-    assert not problems, "; ".join(problems)
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer(name: str, check: CheckRecord, diagnosis: Diagnosis) -> None:
+    layer = diagnosis.layer(name)
+    check.detail("status", layer.status)
+    check.detail("summary", layer.summary)
+    check.detail("facts", layer.facts)
+    for note in layer.notes:
+        check.warn(note)
+    if layer.status == BROKEN:
+        pytest.fail(f"{layer.title}: {layer.cause} -> run: {layer.remedy}")
+    if layer.status == NOT_CHECKED:
+        pytest.skip(f"n/a: {layer.summary}")
+    if layer.status == NA:
+        why = "no NVIDIA GPU (see system/gpu_found)" if not diagnosis.gpu_found else layer.summary
+        pytest.skip(f"n/a: {why}")
+    if layer.status == WARN and layer.remedy:
+        check.detail("remedy", layer.remedy)
 
 
-def test_driver_supports_framework_cuda(check: CheckRecord, system: dict[str, Any]) -> None:
-    build = backend.build_info()
-    check.detail("build", build)
-    _need_nvml(system)
-    if build is None:
-        pytest.skip(f"n/a: the {backend.name()} backend does not report the CUDA it was built with")
-    ok, message = compat.driver_supports_build(system.get("cuda_driver_version"), build["cuda_version"])
-    check.detail("verdict", message)
-    assert ok, message
-
-
-def test_compute_capability_in_build(check: CheckRecord, system: dict[str, Any]) -> None:
-    build = backend.build_info()
-    _need_nvml(system)
-    if build is None or not build.get("archs"):
-        pytest.skip(f"n/a: the {backend.name()} backend does not list the GPU architectures it was built for")
-    failures = []
-    for gpu in system["gpus"]:
-        ok, message = compat.compute_capability_supported(gpu["compute_capability"], build["archs"])
-        check.detail(f"gpu{gpu['index']}", message)
-        if not ok:
-            failures.append(f"GPU {gpu['index']}: {message}")
-    assert not failures, "; ".join(failures)
-
-
-def test_environment_variables(check: CheckRecord, system: dict[str, Any]) -> None:
-    found = compat.hostile_env_vars(os.environ, gpu_present=system["available"])
-    check.detail("checked", [*compat.DCGM_BAD_ENV_VARS, "CUDA_VISIBLE_DEVICES"])
+def test_environment_variables(check: CheckRecord, diagnosis: Diagnosis) -> None:
+    found = [f"{f} (DCGM flags it)" for f in rules.hostile_env_vars(os.environ)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if diagnosis.gpu_found and rules.hides_all_gpus(visible):
+        found.append(f"CUDA_VISIBLE_DEVICES={visible!r} hides every GPU from CUDA programs")
+    check.detail("checked", [*rules.rules()["environment"]["dcgm_hostile"], "CUDA_VISIBLE_DEVICES"])
     assert not found, (
         "environment variables known to break CUDA programs: " + "; ".join(found) + " (unset them)"
     )

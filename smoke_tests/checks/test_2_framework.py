@@ -10,48 +10,25 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gpu_doctor.framework import explain_failure
 from smoke_tests import backend
 from smoke_tests.plugin import CheckRecord
 from smoke_tests.speed import settings
 
-# Substrings of framework errors -> the likely cause and what to do.
-HINTS = (
-    (
-        ("no CUDA-capable device", "CUDA_ERROR_NO_DEVICE", "cuInit"),
-        "no GPU reachable: start the container "
-        "with --gpus all (NVIDIA Container Toolkit) or check CUDA_VISIBLE_DEVICES",
-    ),
-    (
-        ("driver version is insufficient", "CUDA_ERROR_INSUFFICIENT_DRIVER", "UNSUPPORTED_PTX"),
-        "driver too old for this framework's CUDA: upgrade the NVIDIA driver",
-    ),
-    (
-        ("libcudnn", "DNN library", "cuDNN", "libcublas", "Could not load dynamic library", "libcudart"),
-        "missing CUDA libraries: install the gpu extra (tensorflow[and-cuda]) and check that "
-        "LD_LIBRARY_PATH does not point at another CUDA",
-    ),
-    (
-        ("out of memory", "OOM", "RESOURCE_EXHAUSTED"),
-        "GPU memory exhausted: another process holds it (nvidia-smi)",
-    ),
-)
+
+def explain(err: BaseException, system: dict[str, Any]) -> str:
+    """The error's first line and the layer it points at (gpu_doctor's rules: memory before libraries)."""
+    cause, remedy = explain_failure(f"{type(err).__name__}: {err}", system, "make setup (the gpu extra)")
+    return f"{cause} (run: {remedy})"
 
 
-def explain(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}"
-    for needles, hint in HINTS:
-        if any(n.lower() in text.lower() for n in needles):
-            return f"{text.splitlines()[0][:200]} -> likely cause: {hint}"
-    return text.splitlines()[0][:300]
-
-
-def run_explained(fn: Any, *args: Any) -> Any:
+def run_explained(system: dict[str, Any], fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except (NotImplementedError, pytest.skip.Exception):
         raise
     except Exception as err:
-        pytest.fail(explain(err))
+        pytest.fail(explain(err, system))
 
 
 def test_gpu_visible(check: CheckRecord, system: dict[str, Any], framework_gpus: list[str]) -> None:
@@ -59,23 +36,26 @@ def test_gpu_visible(check: CheckRecord, system: dict[str, Any], framework_gpus:
     check.detail("framework_gpus", framework_gpus)
     nvml_count = len(system["gpus"])
     if nvml_count == 0 and not framework_gpus:
-        pytest.skip("n/a: no GPU (see system/nvml_loads)")
-    assert framework_gpus, (
-        f"NVML sees {nvml_count} GPU(s) but {backend.name()} sees none -> likely cause: missing CUDA "
-        "libraries (install the gpu extra), LD_LIBRARY_PATH pointing at another CUDA, "
-        "or CUDA_VISIBLE_DEVICES hiding them"
-    )
+        pytest.skip("n/a: no GPU (see system/gpu_found)")
+    if not framework_gpus:
+        reason = backend.gpu_reason() or "it gave no reason"
+        pytest.fail(
+            f"NVML sees {nvml_count} GPU(s) but {backend.name()} sees none; it says: {reason} (the "
+            "system/layer checks above name the broken layer; python -m smoke_tests doctor shows them)"
+        )
     if nvml_count and len(framework_gpus) != nvml_count:
         check.warn(f"NVML sees {nvml_count} GPUs, {backend.name()} sees {len(framework_gpus)}")
 
 
-def test_matmul_gpu_matches_cpu(check: CheckRecord, need_gpu: None, seed: int) -> None:
+def test_matmul_gpu_matches_cpu(
+    check: CheckRecord, need_gpu: None, seed: int, system: dict[str, Any]
+) -> None:
     rng = np.random.default_rng(seed)
     a, b = (
         rng.standard_normal((512, 512), dtype=np.float32),
         rng.standard_normal((512, 512), dtype=np.float32),
     )
-    gpu = run_explained(backend.matmul_numpy, a, b, "gpu")
+    gpu = run_explained(system, backend.matmul_numpy, a, b, "gpu")
     cpu = backend.matmul_numpy(a, b, "cpu")
     rel = float(np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu))
     limit = settings()["framework"]["matmul_rel_error_max"]
@@ -99,15 +79,17 @@ def _conv_model(keras: Any, seed: int) -> Any:
     return model
 
 
-def test_convolution_forward_backward(check: CheckRecord, device: str, seed: int) -> None:
+def test_convolution_forward_backward(
+    check: CheckRecord, device: str, seed: int, system: dict[str, Any]
+) -> None:
     import keras
 
     rng = np.random.default_rng(seed)
     x, y = rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 32)
     with keras.device(backend.keras_device(device)):
-        model = run_explained(_conv_model, keras, seed)
+        model = run_explained(system, _conv_model, keras, seed)
         before = [w.copy() for w in model.get_weights()]
-        losses = [float(run_explained(model.train_on_batch, x, y)) for _ in range(3)]
+        losses = [float(run_explained(system, model.train_on_batch, x, y)) for _ in range(3)]
         out = np.asarray(model.predict(x, verbose=0))
     check.detail("device", device)
     check.detail("losses", losses)
@@ -125,15 +107,15 @@ def test_convolution_forward_backward(check: CheckRecord, device: str, seed: int
         assert rel <= limit, f"cuDNN convolution differs from the CPU: relative error {rel:.2e} > {limit:.0e}"
 
 
-def test_xla_compiles(check: CheckRecord, device: str, seed: int) -> None:
+def test_xla_compiles(check: CheckRecord, device: str, seed: int, system: dict[str, Any]) -> None:
     if backend.name() == "torch":
         pytest.skip("n/a: the torch backend does not use XLA")
-    compiled, plain = run_explained(backend.xla_compile_and_run, device, seed)
+    compiled, plain = run_explained(system, backend.xla_compile_and_run, device, seed)
     check.detail("device", device)
     assert np.isclose(compiled, plain, rtol=1e-3), f"XLA result {compiled} differs from the plain {plain}"
 
 
-def test_mixed_precision(check: CheckRecord, device: str, seed: int) -> None:
+def test_mixed_precision(check: CheckRecord, device: str, seed: int, system: dict[str, Any]) -> None:
     import keras
 
     # float16 is what GPUs accelerate; on a CPU bfloat16 is the supported mixed policy.
@@ -153,7 +135,7 @@ def test_mixed_precision(check: CheckRecord, device: str, seed: int) -> None:
                 ]
             )
             model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            losses = [float(run_explained(model.train_on_batch, x, y)) for _ in range(3)]
+            losses = [float(run_explained(system, model.train_on_batch, x, y)) for _ in range(3)]
         compute_dtype = model.layers[0].compute_dtype
     finally:
         keras.config.set_dtype_policy(previous)

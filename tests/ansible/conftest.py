@@ -26,7 +26,7 @@ ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOK_BIN = REPO / ".venv" / "bin" / "ansible-playbook"
 USER = "researcher"
 # Sources python_env installs; snapshotted so parallel edits of the checkout cannot make a re-run "changed".
-SOURCE_PATHS = ["pyproject.toml", "uv.lock", "README.md", "workloads", "smoke_tests"]
+SOURCE_PATHS = ["pyproject.toml", "uv.lock", "README.md", "workloads", "smoke_tests", "gpu_doctor"]
 TIMINGS_FILE = REPO / "reports" / "ansible" / "timings.json"
 # Every play's full output (a failed assertion shows only its end): reports/ansible/plays/<rootfs>-<n>.log
 PLAY_LOGS = REPO / "reports" / "ansible" / "plays"

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import importlib.util
-import json
+import os
+import pathlib
 import subprocess
 import sys
 
+import pynvml
 import pytest
+
+from gpu_doctor import diagnose
+from tests.gpu_doctor.staging import (
+    H100_NVML,
+    FakeCuda,
+    Machine,
+    container_without_gpus,
+    fake_tensorflow,
+    libcuda_not_mounted,
+)
+from tests.smoke.fake_nvml import FakeNvml
 
 from .conftest import ROOT
 
@@ -30,73 +43,71 @@ def test_shell_scripts_parse(script: str) -> None:
 def _banner():
     spec = importlib.util.spec_from_file_location("kw_banner", DOCKER / "banner.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["kw_banner"] = module  # dataclasses look the module up while the class is built
     spec.loader.exec_module(module)
     return module
 
 
 banner = _banner()
-TF_ARCHS = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]  # tf.sysconfig.get_build_info() of 2.21.0
 
 
-def gpu_facts(**changes):
-    facts = banner.GpuFacts(
-        variant="gpu", image_cuda="12.5.1", image_archs=TF_ARCHS, device_nodes=True, libcuda=True,
-        driver_version="580.65", driver_cuda="13.0", gpus=[("NVIDIA H100", "9.0")], tf_gpus=1,
-    )  # fmt: skip
-    for key, value in changes.items():
-        setattr(facts, key, value)
-    return facts
+def _k80(m: Machine) -> None:
+    m.nvml = FakeNvml(**H100_NVML, nvmlDeviceGetName="Tesla K80", nvmlDeviceGetCudaComputeCapability=(3, 7))
+    m.cuda = FakeCuda(devices=[("Tesla K80", (3, 7))])
 
 
+def _old_driver(m: Machine) -> None:
+    m.nvml = FakeNvml(**{**H100_NVML, "nvmlSystemGetCudaDriverVersion": 11080})
+    m.cuda = FakeCuda(driver=11080)
+
+
+def _ptx_driver(m: Machine) -> None:
+    m.nvml = FakeNvml(**{**H100_NVML, "nvmlSystemGetCudaDriverVersion": 12040})
+    m.cuda = FakeCuda(driver=12040)
+
+
+# The banner words the GPU doctor's diagnosis (gpu_doctor, tested in tests/gpu_doctor); here each kind of
+# answer on a staged machine (tests/gpu_doctor/staging.py: only the OS boundary is fake).
 @pytest.mark.parametrize(
-    ("capability", "supported"),
-    [("9.0", True), ("12.0", True), ("8.6", True), ("8.9", True), ("7.5", True), ("6.1", True),
-     ("5.2", False), ("3.7", False)],
-)  # fmt: skip
-def test_arch_supported(capability: str, supported: bool) -> None:
-    # SASS sm_XY runs on the same major with a minor >= Y; PTX compute_90 JIT-compiles for 9.0 and newer.
-    assert banner.arch_supported(capability, TF_ARCHS) is supported
-
-
-@pytest.mark.parametrize(
-    ("changes", "usable", "says"),
+    ("stage", "usable", "says"),
     [
-        ({}, True, "visible to TensorFlow (1 device(s))"),
-        ({"variant": "cpu"}, False, "CPU variant"),
-        ({"device_nodes": False, "libcuda": False}, False, "--gpus all"),
-        ({"libcuda": False}, False, "libcuda.so.1 does not load"),
-        ({"nvml_error": "Driver Not Loaded"}, False, "NVML: Driver Not Loaded"),
-        ({"driver_cuda": "11.8"}, False, "host driver is too old"),
-        ({"driver_cuda": "12.2"}, True, "minor-version compatibility"),
-        ({"gpus": [("Tesla K80", "3.7")]}, False, "unsupported compute capability"),
-        ({"tf_gpus": 0}, False, "TensorFlow lists no GPU"),
-        ({"gpus": []}, False, "lists no GPU"),
+        (lambda m: None, True, "GPU: tensorflow 2.21.0 (CUDA 12.5.1; GPU 0: ptx): 1 GPU(s)"),
+        (container_without_gpus, False, "started without GPU access"),
+        (libcuda_not_mounted, False, "NVIDIA_DRIVER_CAPABILITIES lacks 'compute'"),
+        (lambda m: setattr(m, "nvml", FakeNvml(init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED)), False,
+         "the NVML layer is broken: the NVIDIA kernel driver is not loaded"),
+        (_old_driver, False, "the build needs CUDA 12.x"),
+        (_ptx_driver, False, "minor-version compatibility does not cover PTX"),
+        (_k80, False, "compute capability 3.7 is not in tensorflow 2.21.0's build"),
+        (lambda m: m.modules.update(tensorflow=fake_tensorflow([])), False, "tensorflow lists no GPU"),
     ],
-)
-def test_diagnose_names_the_cause(changes: dict, usable: bool, says: str) -> None:
-    ok, lines = banner.diagnose(gpu_facts(**changes))
+    ids=["healthy", "no-gpus-flag", "no-compute-capability", "nvml-driver-not-loaded", "driver-major-behind",
+         "driver-minor-behind-ptx", "k80-too-old", "framework-lists-no-gpu"],
+)  # fmt: skip
+def test_banner_names_the_broken_layer(tmp_path, stage, usable: bool, says: str) -> None:
+    machine = Machine.healthy_h100(tmp_path)
+    stage(machine)
+    ok, lines = banner.banner_lines(diagnose(machine.boundary(), "tensorflow", ask_compute=False), "gpu")
     assert ok is usable
     assert says in "\n".join(lines), lines
+    if not usable:
+        assert any(line.startswith("GPU: run: ") for line in lines), lines
 
 
-def test_probe_reads_the_manifest_and_finds_no_gpu_here(tmp_path, monkeypatch) -> None:
-    import ctypes
+def test_banner_cpu_variant() -> None:
+    ok, lines = banner.banner_lines(None, "cpu")
+    assert not ok and "this is the CPU variant" in lines[0]
 
-    try:
-        ctypes.CDLL("libcuda.so.1")
+
+def test_banner_here_says_no_gpu_and_why() -> None:
+    if pathlib.Path("/dev/nvidiactl").exists():
         pytest.skip("this machine has an NVIDIA driver: the no-GPU path can't be probed here")
-    except OSError:
-        pass
-    manifest = {
-        "packages": {"nvidia-cuda-runtime-cu12": "12.9.79"},
-        "tensorflow_build": {"cuda_version": "12.5.1", "cuda_compute_capabilities": TF_ARCHS},
-    }
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(banner, "MANIFEST", tmp_path / "manifest.json")
-    monkeypatch.setenv("KW_VARIANT", "gpu")
-    facts = banner.probe(ask_tensorflow=False)
-    assert (facts.image_cuda, facts.image_archs) == ("12.9.79", TF_ARCHS)
-    assert not facts.libcuda and facts.tf_gpus is None
-    ok, lines = banner.diagnose(facts)
-    assert not ok and "--gpus all" in lines[0]
+    proc = subprocess.run(
+        [sys.executable, str(DOCKER / "banner.py"), "--no-tensorflow", "--strict"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KW_VARIANT": "gpu"},
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("[keras-workstation] GPU: not visible: no NVIDIA GPU found"), proc.stdout
+    assert "--gpus all" in proc.stdout

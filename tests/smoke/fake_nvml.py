@@ -14,13 +14,15 @@ def nvml_error(code: int) -> pynvml.NVMLError:
 
 class FakeNvml(types.SimpleNamespace):
     """One GPU by default (an H100-like card); ``unsupported`` names functions that raise NotSupported,
-    ``init_error`` makes nvmlInit fail with that NVML error code."""
+    ``init_error`` makes nvmlInit fail with that NVML error code, ``handle_error`` makes opening a GPU fail
+    (nvmlDeviceGetHandleByIndex: GpuIsLost for a GPU that fell off the bus)."""
 
     def __init__(
         self,
         gpus: int = 1,
         unsupported: tuple[str, ...] = (),
         init_error: int | None = None,
+        handle_error: int | None = None,
         events: list[int] | None = None,
         **overrides: Any,
     ) -> None:
@@ -28,7 +30,7 @@ class FakeNvml(types.SimpleNamespace):
         for name in dir(pynvml):
             if name.startswith("NVML_") or name.startswith("NVMLError"):
                 setattr(self, name, getattr(pynvml, name))
-        self.gpus, self.init_error, self.calls = gpus, init_error, []
+        self.gpus, self.init_error, self.handle_error, self.calls = gpus, init_error, handle_error, []
         self.events = list(events or [0])
         values: dict[str, Any] = {
             "nvmlSystemGetDriverVersion": "550.54.15",
@@ -53,6 +55,10 @@ class FakeNvml(types.SimpleNamespace):
             "nvmlDeviceGetRetiredPages": [],
             "nvmlDeviceGetRemappedRows": (0, 0, 0, 0),
             "nvmlDeviceGetMigMode": [0, 0],
+            "nvmlDeviceGetMaxMigDeviceCount": 7,
+            "nvmlDeviceGetMigDeviceHandleByIndex": nvml_error(pynvml.NVML_ERROR_NOT_FOUND),
+            "nvmlDeviceGetComputeRunningProcesses": [],
+            "nvmlDeviceGetGpuMaxPcieLinkGeneration": 5,
             "nvmlDeviceGetPersistenceMode": 1,
             "nvmlDeviceGetUtilizationRates": types.SimpleNamespace(gpu=97, memory=40),
             **overrides,
@@ -80,6 +86,9 @@ class FakeNvml(types.SimpleNamespace):
         self.calls.append("nvmlShutdown")
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        self.calls.append("nvmlDeviceGetHandleByIndex")
+        if self.handle_error is not None:
+            raise nvml_error(self.handle_error)
         return f"handle{index}"
 
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:

@@ -146,7 +146,7 @@ def test_baseline_regression_and_require_gpu(report: dict[str, Any], tmp_path: P
     baseline["fingerprint"]["packages"]["keras"] = "0.0.1"
     (tmp_path / "baseline.json").write_text(json.dumps(baseline))
     proc = subprocess.run(
-        [sys.executable, "-m", "smoke_tests", "-k", "nvml_loads or environment_variables or matmul_tflops",
+        [sys.executable, "-m", "smoke_tests", "-k", "gpu_found or environment_variables or matmul_tflops",
          "--baseline", str(tmp_path / "baseline.json"), "--out", str(tmp_path / "run")],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "REQUIRE_GPU": "1"},
@@ -158,6 +158,6 @@ def test_baseline_regression_and_require_gpu(report: dict[str, Any], tmp_path: P
     assert "packages" in comparison["fingerprint_changed"]
     assert "regression(s)" in proc.stdout and "fingerprint changed: " in proc.stdout
     if not report["gpu"]["available"]:  # no GPU here: REQUIRE_GPU=1 makes that a failure
-        nvml_check = next(c for c in rerun["checks"] if c["name"] == "nvml_loads")
+        nvml_check = next(c for c in rerun["checks"] if c["name"] == "gpu_found")
         assert nvml_check["status"] == "failed" and "REQUIRE_GPU=1" in nvml_check["message"]
         assert "no NVIDIA GPU found" in proc.stdout and "REQUIRE_GPU=1" in proc.stdout

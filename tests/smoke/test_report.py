@@ -128,3 +128,30 @@ def test_telemetry_chart_only_with_samples(tmp_path: Path) -> None:
     ]
     c["telemetry"] = [{"label": "matmul fp32", "samples": samples}]
     assert report.telemetry_chart([c], tmp_path / "t.png").is_file()
+
+
+def _diagnosis(first_broken: str | None, gpu_found: bool) -> dict[str, Any]:
+    layers = [{"name": "hardware", "status": "OK" if gpu_found else "n/a", "summary": "1 NVIDIA GPU(s)"}]
+    if first_broken:
+        layers.append({"name": first_broken, "status": "BROKEN", "summary": "no module",
+                       "cause": "no NVIDIA driver is installed", "remedy": "make provision"})  # fmt: skip
+    return {"layers": layers, "gpu_found": gpu_found, "first_broken": first_broken,
+            "no_gpu_reason": None if gpu_found else "no PCI device of vendor 0x10de"}  # fmt: skip
+
+
+def test_a_gpu_with_a_broken_layer_is_never_called_no_gpu(tmp_path: Path) -> None:
+    data = _report([_check("a", "failed")])
+    data["gpu"] = {"available": False, "reason": "no NVIDIA driver is installed", "gpus": []}
+    data["diagnosis"] = _diagnosis("kernel_module", gpu_found=True)
+    text = report.summary_text(data, tmp_path)
+    assert "BROKEN at the kernel module layer: no NVIDIA driver is installed" in text
+    assert "run: make provision" in text and "no NVIDIA GPU found" not in text
+    page = report.render_html(data, tmp_path)
+    assert 'id="diagnosis"' in page and "make provision" in page and "No NVIDIA GPU found" not in page
+
+
+def test_no_gpu_says_why(tmp_path: Path) -> None:
+    data = _report([_check("a")])
+    data["diagnosis"] = _diagnosis(None, gpu_found=False)
+    assert "no NVIDIA GPU found: no PCI device of vendor 0x10de" in report.summary_text(data, tmp_path)
+    assert "No NVIDIA GPU found: no PCI device" in report.render_html(data, tmp_path)

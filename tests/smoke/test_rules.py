@@ -1,56 +1,11 @@
-"""Compatibility rules, measurement statistics, the throttle rule and the expected-values table."""
+"""Measurement statistics, the throttle rule and the expected-values table (the GPU compatibility rules:
+tests/gpu_doctor/test_rules.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from smoke_tests import compat, speed
-
-TF_ARCHS = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]  # tf.sysconfig.get_build_info() of TF 2.21
-
-
-@pytest.mark.parametrize(
-    ("driver", "build", "ok", "words"),
-    [
-        ("12.4", "12.5.1", True, "minor-version compatibility"),
-        ("12.8", "12.5.1", True, ">="),
-        ("13.0", "12.5.1", True, ">="),
-        ("11.8", "12.5.1", False, "driver too old"),
-        ("n/a", "12.5.1", True, "n/a"),
-    ],
-)
-def test_driver_against_build(driver: str, build: str, ok: bool, words: str) -> None:
-    result, message = compat.driver_supports_build(driver, build)
-    assert result is ok and words in message
-
-
-@pytest.mark.parametrize(
-    ("cc", "ok", "words"),
-    [
-        ("8.0", True, "native"),
-        ("8.6", True, "native"),  # sm_80 cubins run on 8.6
-        ("9.0", True, "PTX"),  # only compute_90 PTX
-        ("12.0", True, "PTX"),
-        ("5.2", False, "not in the build"),
-        ("7.5", True, "native"),
-    ],
-)
-def test_compute_capability(cc: str, ok: bool, words: str) -> None:
-    result, message = compat.compute_capability_supported(cc, TF_ARCHS)
-    assert result is ok and words in message
-
-
-def test_sm_only_build_rejects_a_newer_major() -> None:
-    ok, message = compat.compute_capability_supported("9.0", ["sm_80", "sm_86"])
-    assert not ok and "too old or too new" in message
-
-
-def test_hostile_environment_variables() -> None:
-    env = {"CUDA_INJECTION64_PATH": "/x.so", "CUDA_PROFILE": "1", "HOME": "/root", "CUDA_VISIBLE_DEVICES": ""}
-    found = compat.hostile_env_vars(env, gpu_present=True)
-    assert len(found) == 3 and any("hides every GPU" in f for f in found)
-    assert compat.hostile_env_vars({"CUDA_VISIBLE_DEVICES": ""}, gpu_present=False) == []
-    assert compat.hostile_env_vars({"PATH": "/bin"}, gpu_present=True) == []
+from smoke_tests import speed
 
 
 def test_summarize_median_and_spread() -> None:

@@ -34,3 +34,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, make_args: Any, words: 
     proc = _run(*make_args(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_probe_that_raises_never_crashes_the_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smoke_tests import runner
+
+    def lost(**_: Any) -> None:
+        raise RuntimeError("GPU is lost")  # what a binding could raise mid-probe
+
+    monkeypatch.setattr(runner, "diagnose", lost)
+    found = runner.probe_gpu()
+    assert found.gpu_found and found.first_broken is not None
+    assert "GPU is lost" in found.first_broken.cause and not found.nvml["available"]
+    assert "BROKEN" in runner._gpu_note(found)

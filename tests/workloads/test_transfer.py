@@ -148,44 +148,84 @@ def test_missing_weights_file(tmp_path, folder):
     assert_one_line_error(proc, "--weights", "no such file")
 
 
-# --- --base self on Fashion-MNIST ---------------------------------------------------------------------------
-def test_split_classes_few_labels(fashion_mnist, tr):
+# --- --base self -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ts():
+    from workloads import transfer_self
+
+    return transfer_self
+
+
+@pytest.fixture(scope="module")
+def digits():
     from workloads import data
 
-    ds = data.load_mnist(fashion_mnist)
-    cfg = tr.SelfConfig(labels_per_class=7, quick_pretrain_images=300, quick_test_images=100)
-    parts = tr.split_classes(ds, cfg, quick=True, seed=0)
+    return data.load_digits_fallback()
+
+
+def test_split_and_draws_keep_classes_apart(digits, ts):
+    cfg = ts.SelfConfig(labels_per_class=3, quick_pretrain_images=300, quick_test_images=100)
+    parts = ts.split_classes(digits, cfg, quick=True, seed=0)
     assert set(parts["pretrain"][1]) <= set(range(5)) and len(parts["pretrain"][1]) == 300
-    x_few, y_few = parts["few"]
-    assert x_few.shape == (35, 28, 28, 1) and np.bincount(y_few).tolist() == [7] * 5
-    assert set(parts["test"][1]) == set(range(5)) and len(parts["test"][1]) == 100
+    assert set(parts["test"][1]) == set(range(5)) and len(parts["test"][1]) == 100  # classes 5-9, relabelled
+    rng = np.random.default_rng(0)
+    x1, y1 = ts.draw_few(parts["pool"], 3, rng)
+    x2, _ = ts.draw_few(parts["pool"], 3, rng)
+    assert x1.shape == (15, 28, 28, 1) and np.bincount(y1).tolist() == [3] * 5
+    assert not np.array_equal(x1, x2), "each draw takes other images"
     with pytest.raises(InputError, match="fewer than --labels-per-class"):
-        tr.split_classes(ds, tr.SelfConfig(labels_per_class=10_000), quick=True, seed=0)
+        ts.split_classes(digits, ts.SelfConfig(labels_per_class=10_000), quick=True, seed=0)
 
 
-def test_self_quick_transfer_beats_scratch(fashion_mnist, tmp_path):
-    proc = run_workloads(
-        "transfer", "--base", "self", "--quick", "--data", str(fashion_mnist), "--out", str(tmp_path)
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    m = result["metrics"]
-    assert result["status"] == "passed" and result["dataset"]["name"] == "fashion_mnist"
-    assert m["transfer_margin"] == pytest.approx(m["transfer_accuracy"] - m["scratch_accuracy"])
-    assert m["transfer_margin"] > 0 and m["pretrain_accuracy"] > 0.8
-    assert result["thresholds"]["transfer_margin"]["passed"]
-    assert result["plots"] == ["transfer_vs_scratch.png"]
+def test_repeated_fills_the_steps_with_reshuffled_passes(ts):
+    x, y = np.arange(5), np.arange(5) * 10
+    xr, yr = ts.repeated(x, y, steps=4, batch_size=3, rng=np.random.default_rng(0))
+    assert len(xr) == 12 and (yr == xr * 10).all()
+    assert sorted(xr[:5]) == list(range(5)) and sorted(xr[5:10]) == list(range(5))
 
 
-def test_margin_threshold_can_fail(tr):
-    rules = thresholds.thresholds_for("transfer", "self", "quick", "fashion_mnist")
-    assert "transfer_margin" in rules
-    assert not thresholds.check({"transfer_margin": -0.01, "transfer_accuracy": 0.5}, rules)[
-        "transfer_margin"
-    ]["passed"]
+def test_restart_trains_like_a_new_model(ts):
+    """A compiled model restarted with other weights trains exactly as a new one built with them: its optimizer
+    state (step count, Adam's moments) is reset. (No dropout here: its random stream is not a weight.)"""
+    import keras
+
+    from workloads.training import restart
+
+    def build():
+        return keras.Sequential([ts.build_base(), keras.layers.Dense(5, activation="softmax")])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 5, 32)
+    start = build().get_weights()
+    used = ts.compile_model(build(), 1e-3, 4)
+    used.fit(x, y[::-1], batch_size=8, verbose=0)  # it has trained: weights and optimizer state moved
+    restart(used, start)
+    fresh = ts.compile_model(build(), 1e-3, 4)
+    fresh.set_weights(start)
+    for model in (used, fresh):
+        model.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(used.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    unreset = ts.compile_model(build(), 1e-3, 4)  # the control: weights set back, optimizer state kept
+    unreset.fit(x, y[::-1], batch_size=8, verbose=0)
+    unreset.set_weights(start)
+    unreset.fit(x, y, batch_size=8, shuffle=False, verbose=0)
+    assert not np.allclose(unreset.get_weights()[-2], fresh.get_weights()[-2], rtol=1e-4, atol=1e-6)
 
 
-def test_self_rejects_weights(tr):
-    args = SimpleNamespace(base="self", weights="x.h5", epochs=None, batch_size=None, learning_rate=None)
+def test_margin_threshold_can_fail():
+    for dataset in ("mnist", "fashion_mnist", "digits_fallback", "idx"):
+        rules = thresholds.thresholds_for("transfer", "self", "quick", dataset)
+        assert "transfer_margin" in rules, dataset
+        assert not thresholds.check({"transfer_margin": 0.0}, rules)["transfer_margin"]["passed"]
+
+
+def test_self_rejects_weights_and_bad_counts(tr):
+    args = SimpleNamespace(base="self", weights="x.h5", epochs=None, batch_size=None, learning_rate=None,
+                           labels_per_class=None, draws=None)  # fmt: skip
     with pytest.raises(InputError, match="--weights is for --base inception_v3"):
         tr.main(SimpleNamespace(), args)
+    for option in ("labels_per_class", "draws"):
+        bad = SimpleNamespace(**{**vars(args), "weights": None, option: 0})
+        with pytest.raises(InputError, match=f"--{option.replace('_', '-')} must be at least 1"):
+            tr.main(SimpleNamespace(), bad)

@@ -1,0 +1,3 @@
+from gpu_doctor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""What the framework build was compiled for: read from the installed packages' metadata and rules.toml,
+without importing the framework (``installed_build``), or asked of the imported framework
+(``framework_build_info``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpu_doctor import rules
+
+BACKENDS = ("tensorflow", "jax", "torch")
+_REQUIREMENT = re.compile(r"^\s*(nvidia-[A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*([^;]*)(?:;(.*))?$")
+
+
+@dataclass
+class Requirement:
+    package: str  # nvidia-cudnn-cu12
+    min_version: str | None  # "9.3.0.75" (from >= or ==)
+    installed: str | None  # the installed version, None when missing
+
+
+@dataclass
+class Build:
+    framework: str
+    version: str | None = None  # installed version; None: not installed
+    gpu_capable: bool | None = None  # False: a CPU-only build; None: cannot tell
+    cpu_only_reason: str | None = None
+    cuda: str | None = None  # CUDA the build was compiled with (or the major its CUDA plugin targets)
+    cudnn: str | None = None
+    archs: list[str] = field(default_factory=list)  # sm_/compute_ it carries; [] unknown
+    requirements: list[Requirement] = field(default_factory=list)  # the nvidia-* wheels it needs
+    install_gpu: str = ""
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "framework": self.framework,
+            "version": self.version,
+            "gpu_capable": self.gpu_capable,
+            "cuda": self.cuda,
+            "cudnn": self.cudnn,
+            "archs": self.archs,
+            "source": self.source,
+            "requirements": {
+                r.package: {"needs": r.min_version, "installed": r.installed} for r in self.requirements
+            },
+        }
+
+
+def _requirements(metadata: Any, package: str, extra: str) -> list[Requirement]:
+    found = []
+    for line in metadata.requires(package):
+        m = _REQUIREMENT.match(line)
+        if not m:
+            continue
+        name, spec, marker = m.group(1), m.group(2), m.group(3) or ""
+        extra_in_marker = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+        if (extra_in_marker.group(1) if extra_in_marker else "") != extra:
+            continue
+        low = re.search(r"(?:>=|==|~=)\s*([\w.]+)", spec)
+        found.append(Requirement(name, low.group(1) if low else None, metadata.version(name)))
+    return found
+
+
+def installed_build(framework: str, metadata: Any) -> Build:
+    """The build facts of the installed ``framework`` (tensorflow, jax, torch): metadata and rules only."""
+    entry = rules.framework_rules(framework)
+    build = Build(framework, install_gpu=entry.get("install_gpu", ""))
+    if framework == "tensorflow":
+        build.version = metadata.version("tensorflow")
+        if build.version is None and metadata.version("tensorflow-cpu"):
+            build.version, build.gpu_capable = metadata.version("tensorflow-cpu"), False
+            build.cpu_only_reason = "tensorflow-cpu is installed: a CPU-only build"
+        entry = rules.framework_rules("tensorflow", build.version)
+        build.install_gpu = entry.get("install_gpu", build.install_gpu)
+        build.cuda, build.cudnn, build.archs = (
+            entry.get("cuda"),
+            entry.get("cudnn"),
+            list(entry.get("archs", [])),
+        )
+        build.source = (
+            f'rules.toml [frameworks.tensorflow."{rules.major_minor(build.version)}"]' if entry else ""
+        )
+        if build.version and build.gpu_capable is None:
+            build.gpu_capable = (
+                True  # TensorFlow's Linux wheel is a CUDA build; its libraries come from [and-cuda]
+            )
+            build.requirements = _requirements(metadata, "tensorflow", entry.get("cuda_extra", "and-cuda"))
+    elif framework == "jax":
+        build.version = metadata.version("jax")
+        plugin = next((p for p in entry["plugins"] if metadata.version(p)), None)
+        if build.version and plugin is None:
+            build.gpu_capable = False
+            plugins = " or ".join(entry["plugins"])
+            build.cpu_only_reason = f"jax {build.version} has no CUDA plugin ({plugins}): a CPU-only install"
+        elif plugin:
+            build.gpu_capable, build.source = True, f"{plugin} {metadata.version(plugin)}"
+            build.requirements = _requirements(metadata, plugin, entry["cuda_extra"])
+            build.cuda = _runtime_cuda(build.requirements) or re.search(r"cuda(\d+)", plugin).group(1)
+    elif framework == "torch":
+        build.version = metadata.version("torch")
+        if build.version:
+            build.requirements = _requirements(metadata, "torch", entry.get("cuda_extra", ""))
+            local = re.search(r"\+cu(\d+)(\d)$", build.version)
+            if build.version.endswith("+cpu"):
+                build.gpu_capable, build.cpu_only_reason = (
+                    False,
+                    f"torch {build.version} is the CPU-only build",
+                )
+            elif local or build.requirements:
+                build.gpu_capable = True
+                build.cuda = (
+                    f"{local.group(1)}.{local.group(2)}" if local else _runtime_cuda(build.requirements)
+                )
+            build.source = f"torch {build.version} metadata"
+    return build
+
+
+def _runtime_cuda(requirements: list[Requirement]) -> str | None:
+    for r in requirements:
+        if r.package.startswith("nvidia-cuda-runtime") and r.min_version:
+            return rules.major_minor(r.min_version)
+    return None
+
+
+def framework_build_info(framework: str, import_module: Any) -> dict[str, Any] | None:
+    """CUDA/cuDNN versions and GPU architectures as the imported framework reports them (or None)."""
+    if framework == "tensorflow":
+        tf = import_module("tensorflow")
+        info = tf.sysconfig.get_build_info()
+        if info.get("is_cuda_build"):
+            return {
+                "source": f"tensorflow {tf.__version__}",
+                "cuda_version": info.get("cuda_version"),
+                "cudnn_version": info.get("cudnn_version"),
+                "archs": list(info.get("cuda_compute_capabilities", [])),
+            }
+        return None
+    if framework == "jax":
+        jax = import_module("jax")
+        try:  # present only with the CUDA plugin installed; a private module, so read it defensively
+            cuda_versions = import_module("jax._src.lib").cuda_versions
+        except (ImportError, AttributeError):
+            cuda_versions = None
+        runtime = getattr(cuda_versions, "cuda_runtime_get_version", None)
+        if runtime is None:
+            return None
+        cudnn = getattr(cuda_versions, "cudnn_get_version", None)
+        return {
+            "source": f"jax {jax.__version__} (the CUDA runtime it loaded)",
+            "cuda_version": rules.cuda_from_int(runtime()),
+            "cudnn_version": str(cudnn()) if cudnn else None,
+            "archs": [],  # jaxlib does not list the architectures it was built for
+        }
+    if framework == "torch":
+        torch = import_module("torch")
+        if torch.version.cuda:
+            return {
+                "source": f"torch {torch.__version__}",
+                "cuda_version": torch.version.cuda,
+                "cudnn_version": str(torch.backends.cudnn.version()),
+                "archs": torch.cuda.get_arch_list(),
+            }
+    return None

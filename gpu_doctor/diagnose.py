@@ -1,0 +1,92 @@
+"""Run the layers bottom-up and stop at the first broken one. No probe can crash the diagnosis: an unexpected
+exception inside a probe makes that layer BROKEN with the exception's text."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from gpu_doctor import cuda, framework, hardware, libraries, nvml
+from gpu_doctor.build import BACKENDS, installed_build
+from gpu_doctor.context import Context
+from gpu_doctor.model import BROKEN, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
+from gpu_doctor.system import Boundary, current
+
+PROBES: dict[str, Callable[[Context], Layer]] = {
+    "hardware": hardware.hardware,
+    "kernel_module": hardware.kernel_module,
+    "device_nodes": hardware.device_nodes,
+    "nvml": nvml.nvml_layer,
+    "cuda_driver": cuda.cuda_layer,
+    "cuda_libraries": libraries.libraries_layer,
+    "memory": nvml.memory_layer,
+    "framework": framework.framework_layer,
+    "compute": framework.compute_layer,
+    "health": nvml.health_layer,
+}
+
+
+class BadBackend(ValueError):
+    """KERAS_BACKEND / --backend names no supported framework (bad input: exit 2)."""
+
+
+def backend_name(backend: str | None = None, env: dict[str, str] | None = None) -> str:
+    name = backend or (env if env is not None else os.environ).get("KERAS_BACKEND") or "tensorflow"
+    if name not in BACKENDS:
+        raise BadBackend(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
+    return name
+
+
+def diagnose(
+    boundary: Boundary | None = None,
+    backend: str | None = None,
+    ask_framework: bool = True,
+    ask_compute: bool = True,
+) -> Diagnosis:
+    """The layered diagnosis of this machine (or of ``boundary``). ``ask_framework`` imports the framework to
+    list its GPUs; ``ask_compute`` runs the small GPU computations (both only when the layers below work)."""
+    started = time.perf_counter()
+    b = boundary or current()
+    name = backend_name(backend, dict(b.env))
+    ctx = Context(b, name, installed_build(name, b.metadata), ask_framework, ask_compute and ask_framework)
+    layers: list[Layer] = []
+    broken: Layer | None = None
+    gpu_found = True
+    for key, title in LAYERS:
+        if broken is not None:
+            layer = Layer(key, NOT_CHECKED, summary=f"the {broken.title} layer below is broken")
+        elif not gpu_found:
+            layer = Layer(key, NA, summary="no NVIDIA GPU")
+        else:
+            try:
+                layer = PROBES[key](ctx)
+            except Exception as err:  # a probe bug or an unforeseen OS answer: a clear failure, never a crash
+                layer = Layer(key).broken(
+                    f"the {title} probe itself failed: {type(err).__name__}: {err}",
+                    "report this with the output of: python -m smoke_tests doctor --json",
+                )
+            if key == "hardware" and layer.status == NA:
+                gpu_found = False
+        layers.append(layer)
+        if layer.status == BROKEN and broken is None:
+            broken = layer
+    no_gpu_reason = None if gpu_found else layers[0].summary.removeprefix("no NVIDIA GPU found: ")
+    picture = ctx.nvml or {
+        "available": False,
+        "reason": f"no NVIDIA GPU found: {no_gpu_reason}"
+        if no_gpu_reason
+        else broken.cause
+        if broken
+        else None,
+        "gpus": [],
+    }
+    return Diagnosis(
+        layers=layers,
+        gpu_found=gpu_found,
+        no_gpu_reason=no_gpu_reason,
+        backend=name,
+        nvml=picture,
+        staged_root=str(b.root) if b.staged else None,
+        duration_s=round(time.perf_counter() - started, 2),
+    )

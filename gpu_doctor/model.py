@@ -1,0 +1,86 @@
+"""What a diagnosis is made of: layers with a status, a cause and a remedy, in stack order."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OK, WARN, BROKEN, NA, NOT_CHECKED = "OK", "WARN", "BROKEN", "n/a", "not checked"
+
+# Bottom-up. Memory comes before the framework: when another process holds the GPU memory, the framework's
+# "cuDNN failed to initialize" must be blamed on that, not on the libraries.
+LAYERS = (
+    ("hardware", "hardware"),
+    ("kernel_module", "kernel module"),
+    ("device_nodes", "device nodes"),
+    ("nvml", "NVML"),
+    ("cuda_driver", "CUDA driver"),
+    ("cuda_libraries", "CUDA libraries"),
+    ("memory", "memory"),
+    ("framework", "framework"),
+    ("compute", "compute"),
+    ("health", "health"),
+)
+TITLES = dict(LAYERS)
+
+
+@dataclass
+class Layer:
+    """One layer's verdict. ``summary`` says what was found; ``cause`` and ``remedy`` when it is not OK."""
+
+    name: str
+    status: str = NA
+    summary: str = ""
+    cause: str | None = None
+    remedy: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings and remarks that do not change the status
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.name, self.name)
+
+    def broken(self, cause: str, remedy: str, summary: str | None = None) -> Layer:
+        self.status, self.cause, self.remedy = BROKEN, cause, remedy
+        if summary is not None:
+            self.summary = summary
+        return self
+
+    def warn(self, note: str, remedy: str | None = None) -> None:
+        """A condition worth a look: the layer becomes WARN (unless already BROKEN)."""
+        self.notes.append(note)
+        if self.status == OK:
+            self.status = WARN
+            self.cause, self.remedy = note, remedy
+
+
+@dataclass
+class Diagnosis:
+    layers: list[Layer]
+    gpu_found: bool
+    no_gpu_reason: str | None = None
+    backend: str = ""
+    nvml: dict[str, Any] = field(default_factory=dict)  # NVML's picture: the report's GPU section
+    staged_root: str | None = None  # set when the GPU_DOCTOR_ROOT test hook pointed the probes elsewhere
+    duration_s: float = 0.0
+
+    @property
+    def first_broken(self) -> Layer | None:
+        return next((layer for layer in self.layers if layer.status == BROKEN), None)
+
+    @property
+    def healthy(self) -> bool:
+        return self.first_broken is None
+
+    def layer(self, name: str) -> Layer:
+        return next(layer for layer in self.layers if layer.name == name)
+
+    def exit_code(self) -> int:
+        """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken."""
+        return 0 if self.healthy else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["healthy"] = self.healthy
+        data["first_broken"] = self.first_broken.name if self.first_broken else None
+        return data

@@ -1,0 +1,283 @@
+"""The GPU compatibility rules, applied to facts; the facts themselves live in rules.toml beside this file.
+
+Standard library only, and runnable as a script, so that Ansible's preflight can apply the same rules on the
+controller without this project's environment:
+
+    python3 gpu_doctor/rules.py preflight --lock uv.lock --driver-branch 570
+
+prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RULES_FILE = Path(__file__).resolve().with_name("rules.toml")
+
+
+@functools.cache
+def rules() -> dict[str, Any]:
+    with RULES_FILE.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def version_tuple(text: Any) -> tuple[int, ...] | None:
+    """ "12.5.1" -> (12, 5, 1); "550.54.15" -> (550, 54, 15); None when there is no number."""
+    if isinstance(text, int | float):
+        text = str(text)
+    if not isinstance(text, str):
+        return None
+    found = re.findall(r"\d+", text)
+    return tuple(int(x) for x in found) if found else None
+
+
+def major_minor(text: Any) -> str | None:
+    v = version_tuple(text)
+    return None if v is None else f"{v[0]}.{v[1] if len(v) > 1 else 0}"
+
+
+def cuda_from_int(value: Any) -> str | None:
+    """CUDA's integer form (cuDriverGetVersion, NVML): 12040 -> "12.4"."""
+    if not isinstance(value, int) or value <= 0:
+        return None
+    return f"{value // 1000}.{(value % 1000) // 10}"
+
+
+# --- Framework builds ---------------------------------------------------------------------------------------
+def framework_rules(framework: str, version: str | None = None) -> dict[str, Any]:
+    """The rules entry of a framework; for TensorFlow, of its major.minor release (empty if unknown)."""
+    entry = rules()["frameworks"].get(framework, {})
+    if framework == "tensorflow":
+        return dict(entry.get(major_minor(version) or "", {}))
+    return dict(entry)
+
+
+def _arch(entry: str) -> tuple[str, int, int] | None:
+    # "sm_86", "compute_90", "sm_90a", "sm_120" -> ("sm", 8, 6), ("compute", 9, 0), ("sm", 12, 0)
+    m = re.fullmatch(r"(sm|compute)_(\d+)(\d)[a-z]?", entry.strip())
+    return (m.group(1), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def code_for(cc: str, archs: list[str]) -> str | None:
+    """How a build runs on compute capability ``cc``: "native" (SASS), "ptx" (JIT), or None (it cannot).
+
+    A cubin for sm_XY runs on the same major with minor >= Y; PTX compute_XY is JIT-compiled by the driver for
+    any GPU of capability >= X.Y (CUDA C++ Programming Guide, "Binary Compatibility", "PTX Compatibility").
+    """
+    version = version_tuple(cc)
+    if version is None or len(version) < 2:
+        return None
+    major, minor = version[:2]
+    parsed = [a for a in (_arch(e) for e in archs) if a]
+    if any(kind == "sm" and ma == major and mi <= minor for kind, ma, mi in parsed):
+        return "native"
+    if any(kind == "compute" and (ma, mi) <= (major, minor) for kind, ma, mi in parsed):
+        return "ptx"
+    return None
+
+
+def known_broken(framework: str, version: str | None, cc: str, archs: list[str]) -> dict[str, str] | None:
+    """A reported-broken combination of this framework build and GPU generation: {"cause", "remedy"}."""
+    cc_version = version_tuple(cc)
+    if cc_version is None:
+        return None
+    for entry in rules().get("known_broken", []):
+        if entry["framework"] != framework or cc_version[0] != entry["cc_major"]:
+            continue
+        if any(a.startswith(entry.get("unless_archs_include", "\0")) for a in archs):
+            continue
+        values = {"version": version or "?", "cc": cc}
+        return {"cause": entry["cause"].format(**values), "remedy": entry["remedy"].format(**values)}
+    return None
+
+
+# --- The driver and CUDA ------------------------------------------------------------------------------------
+def min_driver_for_cuda(cuda: str) -> str | None:
+    """Oldest driver that fully supports CUDA ``cuda`` (major.minor), from the release notes' table 3."""
+    table = rules()["cuda_driver"]["toolkit_min_driver"]
+    wanted = version_tuple(major_minor(cuda))
+    if wanted is None:
+        return None
+    # An unlisted minor (12.7) needs what the next listed release needs.
+    candidates = sorted((version_tuple(k), v) for k, v in table.items())
+    for key, driver in candidates:
+        if key is not None and key >= wanted:
+            return driver
+    return None
+
+
+def min_driver_for_major(cuda: str) -> str | None:
+    """Oldest driver of CUDA ``cuda``'s major release (minor-version compatibility, table 2)."""
+    v = version_tuple(cuda)
+    return None if v is None else rules()["cuda_driver"]["major_min_driver"].get(str(v[0]))
+
+
+def ptx_isa(cuda: str) -> str | None:
+    """The PTX ISA version that CUDA release ``cuda`` emits."""
+    table = rules()["cuda_driver"]["ptx_isa"]
+    wanted = version_tuple(major_minor(cuda))
+    if wanted is None:
+        return None
+    known = [(version_tuple(k), v) for k, v in table.items()]
+    older = [v for k, v in sorted(known) if k is not None and k <= wanted]
+    return older[-1] if older else None
+
+
+def driver_verdict(driver_cuda: str | None, build_cuda: str | None, needs_ptx: bool) -> dict[str, Any]:
+    """Can a driver that reports CUDA ``driver_cuda`` run a build made with ``build_cuda``?
+
+    Returns {"ok": bool | None, "why": str, "needs": "driver >= ..."}; ok is None when a version is unknown.
+    """
+    drv, build = version_tuple(driver_cuda), version_tuple(build_cuda)
+    if drv is None or build is None:
+        return {
+            "ok": None,
+            "why": f"cannot compare driver CUDA {driver_cuda!r} with build CUDA {build_cuda!r}",
+        }
+    if drv[0] < build[0]:
+        need = min_driver_for_major(build_cuda) or "?"
+        return {
+            "ok": False,
+            "needs": f"a driver for CUDA {build[0]}.x (>= {need})",
+            "min_driver": need,
+            "why": f"the driver supports CUDA {driver_cuda}, the build needs CUDA {build[0]}.x",
+        }
+    if drv[:2] < build[:2] and needs_ptx:
+        need = min_driver_for_cuda(build_cuda) or "?"
+        return {
+            "ok": False,
+            "needs": f"a driver for CUDA >= {major_minor(build_cuda)} (>= {need})",
+            "min_driver": need,
+            "why": f"the GPU runs the build's PTX (CUDA {build_cuda}) and the driver JIT-compiles PTX "
+            f"only up to its own CUDA {driver_cuda}: minor-version compatibility does not cover PTX",
+        }
+    if drv[:2] < build[:2]:
+        return {
+            "ok": True,
+            "why": f"driver CUDA {driver_cuda} < build CUDA {build_cuda}: runs through minor-version "
+            "compatibility (the build has native code for this GPU)",
+        }
+    return {"ok": True, "why": f"driver CUDA {driver_cuda} >= build CUDA {build_cuda}"}
+
+
+def branch_verdict(branch: int, build_cuda: str, needs_ptx: bool = True) -> dict[str, Any]:
+    """Can a driver branch (e.g. 570) run a build made with ``build_cuda``? For provisioning, before a GPU is
+    seen: ``needs_ptx`` assumes the worst case (a GPU running the build's PTX, like an H100 with TF 2.21)."""
+    needed = min_driver_for_cuda(build_cuda) if needs_ptx else min_driver_for_major(build_cuda)
+    needed_branch = version_tuple(needed)[0] if needed else 0
+    ok = branch >= needed_branch
+    reason = (
+        "its PTX JIT (GPUs without native code in the build, e.g. H100)"
+        if needs_ptx
+        else "minor-version compatibility"
+    )
+    return {
+        "ok": ok,
+        "min_branch": needed_branch,
+        "min_driver": needed,
+        "message": (
+            f"driver branch {branch} runs CUDA {build_cuda} ({reason} needs >= {needed})"
+            if ok
+            else f"driver branch {branch} is too old for CUDA {build_cuda}: {reason} needs driver "
+            f">= {needed} (branch {needed_branch} or newer)"
+        ),
+    }
+
+
+# --- Error codes -------------------------------------------------------------------------------------------
+def nvml_init_error(name: str, where: str = "host") -> dict[str, str]:
+    """Cause and remedy of an NVML start-up error (nvidia-ml-py class name); ``where``: host|container|wsl."""
+    entry = rules()["nvml_init"].get(name)
+    if entry is None:
+        return {"cause": f"NVML failed to start ({name})", "remedy": "sudo dmesg | grep -i nvrm; reboot"}
+    prefix = "" if where == "host" else f"{where}_"
+    return {
+        "cause": entry.get(f"{prefix}cause", entry["cause"]),
+        "remedy": entry.get(f"{prefix}remedy", entry["remedy"]),
+    }
+
+
+def cuda_error(code: int) -> dict[str, str]:
+    entry = rules()["cuda_errors"].get(str(code))
+    if entry is None:
+        return {
+            "name": f"CUresult {code}",
+            "cause": f"the CUDA driver returned error {code}",
+            "remedy": "sudo dmesg | grep -i nvrm; reboot",
+        }
+    return dict(entry)
+
+
+def blame_for_error(text: str) -> str | None:
+    """Which layer a framework error message points at (rules.toml [[framework_errors]])."""
+    low = text.lower()
+    for entry in rules()["framework_errors"]:
+        if any(n.lower() in low for n in entry["needles"]):
+            return entry["blame"]
+    return None
+
+
+def hostile_env_vars(environ: Mapping[str, str]) -> list[str]:
+    """Environment variables that inject tools into every CUDA program (DCGM treats them as failures)."""
+    return [f"{name}={environ[name]!r}" for name in rules()["environment"]["dcgm_hostile"] if name in environ]
+
+
+def hides_all_gpus(value: str | None) -> bool:
+    return value is not None and value.strip() in rules()["environment"]["hides_all_gpus"]
+
+
+# --- Ansible's preflight ------------------------------------------------------------------------------------
+def locked_version(lock_text: str, package: str) -> str | None:
+    found = re.search(rf'name = "{re.escape(package)}"\nversion = "([^"]+)"', lock_text)
+    return found.group(1) if found else None
+
+
+def preflight(lock: Path, branch: int) -> dict[str, Any]:
+    """The driver-branch rule for the TensorFlow version that uv.lock pins."""
+    tf = locked_version(lock.read_text(), "tensorflow")
+    build = framework_rules("tensorflow", tf)
+    if not build.get("cuda"):
+        return {
+            "ok": False,
+            "tensorflow": tf,
+            "message": f"TensorFlow {tf} (uv.lock) is not in gpu_doctor/rules.toml [frameworks.tensorflow]: "
+            "add the CUDA version it was built with",
+        }
+    verdict = branch_verdict(branch, build["cuda"], needs_ptx=True)
+    return {
+        **verdict,
+        "tensorflow": tf,
+        "cuda": build["cuda"],
+        "cuda_major_minor": major_minor(build["cuda"]),
+        "message": f"TensorFlow {tf} (uv.lock, built with CUDA {build['cuda']}): {verdict['message']}",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gpu_doctor/rules.py", description="Apply the GPU rules (for Ansible)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("preflight", help="can this driver branch run the locked TensorFlow's CUDA?")
+    pre.add_argument("--lock", type=Path, required=True)
+    pre.add_argument("--driver-branch", type=int, required=True)
+    args = parser.parse_args(argv)
+    try:
+        result = preflight(args.lock, args.driver_branch)
+    except OSError as err:
+        print(f"rules.py: error: --lock {args.lock}: {err.strerror}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""The operating-system boundary of the diagnosis: every file, library, module and environment variable the
+probes read goes through a ``Boundary``, so the tests stage a failure by faking only this boundary and then
+run the real probing code.
+
+A real machine is ``Boundary()``. The test hook ``GPU_DOCTOR_ROOT=DIR`` points the file-system probes (sys,
+proc, dev, lib/modules) at a staged tree instead of ``/``; every report then says so, loudly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT_HOOK = "GPU_DOCTOR_ROOT"
+
+
+def import_pynvml() -> ModuleType:
+    import pynvml  # the official nvidia-ml-py package provides this module
+
+    return pynvml
+
+
+def open_libcuda() -> Any:
+    """The driver's CUDA library (raises OSError when it cannot be loaded)."""
+    return ctypes.CDLL("libcuda.so.1")
+
+
+class InstalledMetadata:
+    """Installed Python distributions (importlib.metadata), without importing them."""
+
+    def version(self, name: str) -> str | None:
+        try:
+            return importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            return None
+
+    def requires(self, name: str) -> list[str]:
+        try:
+            return list(importlib_metadata.requires(name) or [])
+        except importlib_metadata.PackageNotFoundError:
+            return []
+
+    def files(self, name: str) -> list[Path]:
+        try:
+            dist = importlib_metadata.distribution(name)
+        except importlib_metadata.PackageNotFoundError:
+            return []
+        return [Path(str(dist.locate_file(f))) for f in (dist.files or [])]
+
+
+@dataclass
+class Boundary:
+    """Where the probes look. Each field is one kind of OS access; the tests replace exactly these."""
+
+    root: Path = Path("/")
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    nvml: Callable[[], Any] = import_pynvml  # returns the NVML module (raises ImportError)
+    cuda: Callable[[], Any] = open_libcuda  # returns the libcuda handle (raises OSError)
+    load_library: Callable[[str], Any] = ctypes.CDLL  # dlopen a library by path (raises OSError)
+    find_library: Callable[[str], str | None] = ctypes.util.find_library  # the loader's cache (ldconfig)
+    metadata: Any = field(default_factory=InstalledMetadata)
+    import_module: Callable[[str], ModuleType] = importlib.import_module
+    staged: bool = False  # True when ``root`` is a staged tree (test hook), not this machine
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    def read(self, *parts: str) -> str | None:
+        try:
+            return self.path(*parts).read_text(errors="replace").strip()
+        except OSError:
+            return None
+
+    def exists(self, *parts: str) -> bool:
+        return self.path(*parts).exists()
+
+    def ld_library_path(self) -> list[str]:
+        return [p for p in self.env.get("LD_LIBRARY_PATH", "").split(":") if p]
+
+
+def current(env: Mapping[str, str] | None = None) -> Boundary:
+    """This machine, or the staged tree that the ``GPU_DOCTOR_ROOT`` test hook names."""
+    env = os.environ if env is None else env
+    staged = env.get(ROOT_HOOK)
+    if staged:
+        return Boundary(root=Path(staged), env=env, staged=True)
+    return Boundary(env=env)

@@ -1,0 +1,152 @@
+"""The GPU rules (gpu_doctor/rules.toml through rules.py): driver vs CUDA, PTX, compute capabilities, the
+environment, and the stdlib-only script Ansible's preflight runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gpu_doctor import rules
+
+ROOT = Path(__file__).resolve().parents[2]
+TF_ARCHS = ["sm_60", "sm_70", "sm_80", "sm_89", "compute_90"]  # tf.sysconfig.get_build_info() of TF 2.21
+
+
+def test_tensorflow_2_21_build_facts() -> None:
+    build = rules.framework_rules("tensorflow", "2.21.0")
+    assert (build["cuda"], build["cudnn"], build["archs"]) == ("12.5.1", "9", TF_ARCHS)
+    assert rules.framework_rules("tensorflow", "1.15.0") == {}
+
+
+@pytest.mark.parametrize(
+    ("driver", "build", "needs_ptx", "ok", "words"),
+    [
+        ("12.4", "12.5.1", False, True, "minor-version compatibility"),
+        ("12.4", "12.5.1", True, False, "does not cover PTX"),  # an H100 with TF 2.21 on a 550 driver
+        ("12.5", "12.5.1", True, True, ">="),
+        ("12.8", "12.5.1", True, True, ">="),
+        ("13.0", "12.5.1", True, True, ">="),
+        ("11.8", "12.5.1", False, False, "needs CUDA 12.x"),
+        ("n/a", "12.5.1", False, None, "cannot compare"),
+    ],
+)
+def test_driver_against_build(driver: str, build: str, needs_ptx: bool, ok: bool | None, words: str) -> None:
+    verdict = rules.driver_verdict(driver, build, needs_ptx)
+    assert verdict["ok"] is ok and words in verdict["why"]
+
+
+@pytest.mark.parametrize(
+    ("cc", "how"),
+    [
+        ("8.0", "native"),
+        ("8.6", "native"),
+        ("8.9", "native"),
+        ("9.0", "ptx"),
+        ("12.0", "ptx"),
+        ("7.5", "native"),
+        ("5.2", None),
+        ("3.7", None),
+    ],
+)
+def test_compute_capability(cc: str, how: str | None) -> None:
+    # SASS sm_XY runs on the same major with minor >= Y; PTX compute_90 is JIT-compiled for 9.0 and newer.
+    assert rules.code_for(cc, TF_ARCHS) == how
+
+
+def test_an_sm_only_build_cannot_run_a_newer_major() -> None:
+    assert rules.code_for("9.0", ["sm_80", "sm_86"]) is None
+
+
+def test_blackwell_with_tensorflow_is_reported_broken_unless_the_build_has_sm_12x() -> None:
+    broken = rules.known_broken("tensorflow", "2.21.0", "12.0", TF_ARCHS)
+    assert broken and "#99592" in broken["cause"] and "nvcr.io/nvidia/tensorflow" in broken["remedy"]
+    assert rules.known_broken("tensorflow", "2.21.0", "12.0", [*TF_ARCHS, "sm_120"]) is None
+    assert rules.known_broken("tensorflow", "2.21.0", "9.0", TF_ARCHS) is None
+    assert rules.known_broken("jax", "0.10.2", "12.0", []) is None
+
+
+def test_driver_tables() -> None:
+    assert rules.min_driver_for_cuda("12.5.1") == "555.42.02"
+    assert rules.min_driver_for_cuda("12.7") == "570.26"  # no 12.7 release: what 12.8 needs
+    assert (
+        rules.min_driver_for_major("12.9") == "525.60.13"
+        and rules.min_driver_for_major("13.0") == "580.65.06"
+    )
+    assert (
+        rules.ptx_isa("12.5.1") == "8.5" and rules.ptx_isa("12.8") == "8.7" and rules.ptx_isa("11.8") is None
+    )
+    assert rules.cuda_from_int(12040) == "12.4" and rules.cuda_from_int(0) is None
+
+
+def test_error_tables() -> None:
+    assert (
+        rules.cuda_error(999)["name"] == "CUDA_ERROR_UNKNOWN"
+        and "nvidia_uvm" in rules.cuda_error(999)["remedy"]
+    )
+    assert "error 12345" in rules.cuda_error(12345)["cause"]
+    unknown = rules.nvml_init_error("NVMLError_Unknown", "container")
+    assert "daemon-reload" in unknown["cause"]
+    assert rules.nvml_init_error("NVMLError_Unknown", "host")["cause"] != unknown["cause"]
+    assert (
+        rules.blame_for_error("Failed to get convolution algorithm... cuDNN failed to initialize") == "memory"
+    )
+    assert rules.blame_for_error("Could not load dynamic library 'libcudnn.so.9'") == "cuda_libraries"
+    assert rules.blame_for_error("everything is fine") is None
+
+
+def test_hostile_environment_variables() -> None:
+    env = {"CUDA_INJECTION64_PATH": "/x.so", "CUDA_PROFILE": "1", "HOME": "/root"}
+    assert rules.hostile_env_vars(env) == ["CUDA_INJECTION64_PATH='/x.so'", "CUDA_PROFILE='1'"]
+    assert rules.hides_all_gpus("") and rules.hides_all_gpus("-1") and not rules.hides_all_gpus("0")
+    assert not rules.hides_all_gpus(None)
+
+
+@pytest.mark.parametrize(
+    ("branch", "ok", "min_branch"), [(470, False, 555), (550, False, 555), (570, True, 555)]
+)
+def test_preflight_script_runs_on_a_bare_python(branch: int, ok: bool, min_branch: int) -> None:
+    # What Ansible's preflight runs on the controller: no project environment, standard library only (-I).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(ROOT / "gpu_doctor" / "rules.py"),
+            "preflight",
+            "--lock",
+            str(ROOT / "uv.lock"),
+            "--driver-branch",
+            str(branch),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["ok"] is ok and result["min_branch"] == min_branch
+    assert result["tensorflow"] and result["cuda_major_minor"] == "12.5"
+
+
+def test_preflight_script_bad_lock_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    script = str(ROOT / "gpu_doctor" / "rules.py")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            script,
+            "preflight",
+            "--lock",
+            str(tmp_path / "none.lock"),
+            "--driver-branch",
+            "570",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
