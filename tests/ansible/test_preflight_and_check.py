@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Rootfs, diff_manifests, manifest
+from gpu_doctor import rules
+
+from .conftest import REPO, Rootfs, diff_manifests, manifest
 
 pytestmark = pytest.mark.ansible
+# What gpu_doctor/rules.toml (preflight's source) says of Debian 12's branch 535 and the locked TensorFlow.
+RULE_535 = rules.preflight(REPO / "uv.lock", 535)
+NATIVE_ARCHS = ", ".join(arch for arch in RULE_535["archs"] if arch.startswith("sm_"))
 # Docker's own repository is not reachable from CI.
 OFFLINE = {"docker_install_source": "distribution"}
 
@@ -30,7 +35,7 @@ def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) ->
     """Debian's non-free is not enabled in check mode, so apt cannot resolve the driver: said, not failed.
     (The toolkit is skipped: NVIDIA's repository is not reachable from CI.)"""
     before = manifest(fresh_rootfs.root)
-    extra = {**OFFLINE, "preflight_force_gpu": True}
+    extra = {**OFFLINE, "preflight_force_gpu": True, "preflight_gpu_native_code": True}
     result = fresh_rootfs.play("--check", "--diff", "--skip-tags", "nvidia_container_toolkit", extra=extra)
     assert result.rc == 0, result
     assert "apt sources are not enabled yet (Debian contrib/non-free), so which driver" in result.flat
@@ -49,22 +54,36 @@ def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) ->
             {"preflight_force_gpu": True, "nvidia_driver_branch": "470"},
             "nvidia_driver_branch=470 is too old for CUDA 12.5",
         ),
+        (
+            # Debian 12's only branch runs the locked CUDA by minor-version compatibility, not its PTX (H100).
+            {"preflight_force_gpu": True},
+            f"nvidia_driver_branch=535 is too old for CUDA {RULE_535['cuda_major_minor']}, which the "
+            f"locked TensorFlow {RULE_535['tensorflow']} needs: GPUs that run its PTX (an H100 has no native "
+            f"code in the build) need driver {RULE_535['min_driver']} or newer (gpu_doctor/rules.toml); set "
+            f"nvidia_driver_branch to {RULE_535['min_branch']} or newer (e.g. -e nvidia_driver_branch=580). "
+            f"If every GPU here has native code in the build ({NATIVE_ARCHS}: not Hopper or newer), branch "
+            "535 runs it through minor-version compatibility: pass -e preflight_gpu_native_code=true "
+            "(Debian 12 carries branch 535 only).",
+        ),
         ({"workstation_user": "root"}, "must be an existing, non-root account"),
         ({"workstation_user": "nobody-here"}, "must be an existing, non-root account"),
         ({"python_env_python": "/usr/bin/python3.99"}, "python_env_python=/usr/bin/python3.99 does not run"),
         (
-            # GTX 1080 (PCI 10de:1b80) predates Turing: no open kernel modules.
+            # GTX 1080 (PCI 10de:1b80) predates Turing: no open kernel modules. (Pascal has native code in
+            # the locked TensorFlow, so Debian 12's branch 535 passes the CUDA rule.)
             {
                 "preflight_force_gpu": True,
+                "preflight_gpu_native_code": True,
                 "preflight_gpu_device_ids": [0x1B80],
                 "nvidia_driver_modules": "open",
             },
             "The GPU 10de:1b80 (PCI device ID below 0x1E00) predates Turing",
         ),
         (
-            # RTX 5090 (10de:2b85), Blackwell: open kernel modules only.
+            # RTX 5090 (10de:2b85), Blackwell: open kernel modules only (and a branch that knows it).
             {
                 "preflight_force_gpu": True,
+                "nvidia_driver_branch": "580",
                 "preflight_gpu_device_ids": [0x2B85],
                 "nvidia_driver_modules": "proprietary",
             },
@@ -74,6 +93,7 @@ def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) ->
     ids=[
         "fake-facts-ubuntu-20.04",
         "driver-too-old",
+        "debian-535-for-ptx",
         "root-user",
         "missing-user",
         "no-interpreter",

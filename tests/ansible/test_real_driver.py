@@ -5,7 +5,8 @@ nvidia-kernel-dkms (branch 535: proprietary modules by default), and DKMS compil
 linux-headers package for the kernel the role is told (in a chroot `uname -r` is the host's kernel). Then:
 modinfo of the built module, a re-run with changed=0, every package from the driver's sources held, a refused
 change of driver, and the change itself (to the datacenter release, nvidia-tesla-535-*: unhold, replace,
-purge, a second real DKMS build, hold again).
+purge, a second real DKMS build, hold again). Secure Boot with a stand-in mokutil: the MOK key is named until
+it is enrolled.
 Slow: about 250 MB of packages and two DKMS builds of a few minutes each on 2 cores.
 """
 
@@ -70,6 +71,8 @@ def real_driver(make_rootfs, source_snapshot: Path) -> Iterator[RealDriver]:
         extra: dict[str, object] = {
             "workstation_source_dir": str(source_snapshot),
             "preflight_force_gpu": True,
+            # Branch 535 runs the locked TensorFlow on GPUs with native code in it (gpu_doctor/rules.toml).
+            "preflight_gpu_native_code": True,
             "nvidia_driver_kernel": kernel,
         }
         first = fs.play(*TAGS, extra=extra, timing="real_driver_first_converge_s")
@@ -114,6 +117,34 @@ def test_reboot_is_decided_on_every_run(real_driver: RealDriver) -> None:
     expected = f"Reboot needed: YES (driver {version} installed for {real_driver.kernel}, loaded: none)"
     assert expected in real_driver.first.flat, real_driver.first
     assert expected in real_driver.again.flat, real_driver.again
+
+
+# mokutil as on a machine with Secure Boot on, its DKMS key enrolled or not (mokutil's own wording).
+FAKE_MOKUTIL = """#!/bin/sh
+case "$1" in
+  --sb-state) echo "SecureBoot enabled" ;;
+  --test-key) echo "$2 is {state}"; [ "{state}" = "already enrolled" ] && exit 1 || exit 0 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("state", ["not enrolled", "already enrolled"])
+def test_secure_boot_names_the_mok_key_until_it_is_enrolled(real_driver: RealDriver, state: str) -> None:
+    """Secure Boot itself cannot be turned on here: mokutil is a stand-in, the DKMS-built module is real."""
+    mokutil = real_driver.fs.root / "usr/local/bin/mokutil"
+    mokutil.write_text(FAKE_MOKUTIL.format(state=state))
+    mokutil.chmod(0o755)
+    try:
+        result = real_driver.fs.play(*TAGS, extra=real_driver.extra)
+    finally:
+        mokutil.unlink()
+    assert result.rc == 0 and result.recap["changed"] == 0, result
+    assert "WARNING: Secure Boot is enabled" in result.flat, result
+    pending = "is signed with /var/lib/dkms/mok.pub, which is not enrolled: run `sudo mokutil --import"
+    if state == "not enrolled":
+        assert pending in result.flat and "enrol the MOK key at the console" in result.flat, result
+    else:
+        assert pending not in result.flat and "enrol the MOK key" not in result.flat, result
 
 
 def test_open_modules_are_refused_while_debians_lag(real_driver: RealDriver) -> None:
