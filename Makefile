@@ -100,7 +100,19 @@ PROVISION_CMD = cd ansible && ../$(ANSIBLE_VENV)/bin/ansible-playbook site.yml \
 
 .PHONY: provision provision-check
 
+# Ansible is installed from the lock, so the controller's Python must satisfy requires-python too (Ubuntu 22.04's
+# python3 is 3.10): say so, instead of uv's resolver error.
+PYTHON_SUPPORTED = $(PYTHON_SYSTEM) -c 'import re, sys; \
+	spec = re.search(r"requires-python\s*=\s*\"([^\"]+)\"", open("pyproject.toml").read()).group(1); \
+	ops = {">=": "__ge__", "<": "__lt__", "<=": "__le__", ">": "__gt__", "==": "__eq__", "~=": "__ge__", "!=": "__ne__"}; \
+	ok = all(getattr(sys.version_info[:2], ops[op])(tuple(map(int, v.split(".")[:2]))) \
+	         for op, v in re.findall(r"(>=|<=|~=|==|!=|<|>)\s*([0-9.]+)", spec)); \
+	ok or sys.exit(f"error: make provision needs Python {spec} for Ansible from uv.lock; {sys.executable} is " \
+	  f"{sys.version.split()[0]}. Ubuntu 22.04: install python3.12 and python3.12-venv (deadsnakes PPA), then " \
+	  "make provision PYTHON_SYSTEM=/usr/bin/python3.12 PROVISION_ARGS=\"-e python_env_python=/usr/bin/python3.12\"")'
+
 $(ANSIBLE_VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	@$(PYTHON_SUPPORTED) || exit 2
 	UV_PROJECT_ENVIRONMENT=$(ANSIBLE_VENV) $(UV) sync --frozen --only-group dev --python $(PYTHON_SYSTEM)
 	@touch $@
 

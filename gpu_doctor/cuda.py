@@ -12,13 +12,15 @@ from gpu_doctor.context import Context
 from gpu_doctor.model import OK, Layer
 
 CC_MAJOR, CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h)
-RECOMMENDED_BRANCH = 580  # the newest branch this project's provisioning has been given (CUDA 13.0)
+# The newest branch this project's provisioning has been given (CUDA 13.0), and the oldest it recommends:
+# Ubuntu made 570 and older transitional packages that install 580 (LP: #2147038), which provisioning refuses.
+RECOMMENDED_BRANCH = 580
 
 
 def upgrade_driver(min_driver: str | None = None) -> str:
     """The command that installs a driver of at least ``min_driver`` (a branch the rules know is enough)."""
     v = rules.version_tuple(min_driver)
-    branch = max(RECOMMENDED_BRANCH if v is None else v[0], 570)
+    branch = RECOMMENDED_BRANCH if v is None else max(v[0], RECOMMENDED_BRANCH)
     return (
         f"make provision PROVISION_ARGS='-e nvidia_driver_branch={branch}' (or: sudo apt install "
         f"nvidia-driver-{branch}), then reboot"

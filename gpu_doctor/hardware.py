@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_doctor.context import Context
+from gpu_doctor.cuda import RECOMMENDED_BRANCH
 from gpu_doctor.model import NA, OK, Layer
 from gpu_doctor.system import Boundary
 
@@ -177,7 +178,7 @@ def kernel_module(ctx: Context) -> Layer:
             "does not support it (too old for this GPU, or the GPU needs the open kernel modules: "
             "Blackwell / RTX 50xx)",
             f"{host}sudo dmesg | grep NVRM; install a newer driver, the -open flavour for Blackwell (sudo "
-            "apt install nvidia-driver-570-open), then reboot",
+            f"apt install nvidia-driver-{RECOMMENDED_BRANCH}-open), then reboot",
             summary=f"nvidia {version} loaded, GPU not bound",
         )
     layer.status = OK

@@ -3,7 +3,7 @@
 Standard library only, and runnable as a script, so that Ansible's preflight can apply the same rules on the
 controller without this project's environment:
 
-    python3 gpu_doctor/rules.py preflight --lock uv.lock --driver-branch 570
+    python3 gpu_doctor/rules.py preflight --lock uv.lock --driver-branch 580 [--native-code]
 
 prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0.
 """
@@ -240,8 +240,10 @@ def locked_version(lock_text: str, package: str) -> str | None:
     return found.group(1) if found else None
 
 
-def preflight(lock: Path, branch: int) -> dict[str, Any]:
-    """The driver-branch rule for the TensorFlow version that uv.lock pins."""
+def preflight(lock: Path, branch: int, native_code: bool = False) -> dict[str, Any]:
+    """The driver-branch rule for the TensorFlow version that uv.lock pins. By default the worst case (a GPU
+    that runs the build's PTX); ``native_code``: the user says every GPU has native code in the build (its
+    ``archs``), so minor-version compatibility is enough (Debian 12's branch 535 on an Ampere or Ada GPU)."""
     tf = locked_version(lock.read_text(), "tensorflow")
     build = framework_rules("tensorflow", tf)
     if not build.get("cuda"):
@@ -251,9 +253,13 @@ def preflight(lock: Path, branch: int) -> dict[str, Any]:
             "message": f"TensorFlow {tf} (uv.lock) is not in gpu_doctor/rules.toml [frameworks.tensorflow]: "
             "add the CUDA version it was built with",
         }
-    verdict = branch_verdict(branch, build["cuda"], needs_ptx=True)
+    verdict = branch_verdict(branch, build["cuda"], needs_ptx=not native_code)
+    native = branch_verdict(branch, build["cuda"], needs_ptx=False)
     return {
         **verdict,
+        "native_code": native_code,
+        "min_branch_native": native["min_branch"],
+        "archs": build.get("archs", []),
         "tensorflow": tf,
         "cuda": build["cuda"],
         "cuda_major_minor": major_minor(build["cuda"]),
@@ -269,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     pre = sub.add_parser("preflight", help="can this driver branch run the locked TensorFlow's CUDA?")
     pre.add_argument("--lock", type=Path, required=True)
     pre.add_argument("--driver-branch", type=int, required=True)
+    pre.add_argument(
+        "--native-code",
+        action="store_true",
+        help="every GPU has native code (sm_XY) in the build: minor-version compatibility is enough",
+    )
     args = parser.parse_args(argv)
     try:
-        result = preflight(args.lock, args.driver_branch)
+        result = preflight(args.lock, args.driver_branch, args.native_code)
     except OSError as err:
         print(f"rules.py: error: --lock {args.lock}: {err.strerror}", file=sys.stderr)
         return 2

@@ -29,6 +29,8 @@ USER = "researcher"
 # Sources python_env installs; snapshotted so parallel edits of the checkout cannot make a re-run "changed".
 SOURCE_PATHS = ["pyproject.toml", "uv.lock", "README.md", "workloads", "smoke_tests", "gpu_doctor"]
 TIMINGS_FILE = REPO / "reports" / "ansible" / "timings.json"
+# Every play's full output (a failed assertion shows only its end): reports/ansible/plays/<rootfs>-<n>.log
+PLAY_LOGS = REPO / "reports" / "ansible" / "plays"
 TIMINGS: dict[str, float] = {}
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RECAP = re.compile(
@@ -64,6 +66,7 @@ class Rootfs:
     root: Path
     name: str
     inventory: Path
+    plays: int = 0
 
     def sh(
         self, command: str, check: bool = True, user: str | None = None
@@ -98,6 +101,10 @@ class Rootfs:
         proc = subprocess.run(argv, cwd=ANSIBLE_DIR, capture_output=True, text=True, env=env, timeout=1800)
         seconds = time.monotonic() - start
         output = proc.stdout + proc.stderr
+        PLAY_LOGS.mkdir(parents=True, exist_ok=True)
+        self.plays += 1
+        log = PLAY_LOGS / f"{self.name}-{self.plays}.log"
+        log.write_text(f"$ {' '.join(argv)}\n\n{output}")
         recap = {}
         if match := RECAP.search(output):
             keys = ["ok", "changed", "unreachable", "failed", "skipped"]
@@ -215,6 +222,11 @@ def make_rootfs(workdir: Path, rootfs_tarball: Path):
             " ansible_python_interpreter=/usr/bin/python3\n"
         )
         fs.sh(f"useradd --create-home --shell /bin/bash {USER}")
+        # The chroot connection passes the controller's environment on, TMPDIR (set by play()) included:
+        # the same path must exist inside, or mktemp (dkms, ...) fails there.
+        inner_tmp = root / str(root.parent).lstrip("/")
+        inner_tmp.mkdir(parents=True)
+        inner_tmp.chmod(0o1777)
         return fs
 
     return make
@@ -263,6 +275,8 @@ def cpu_converged(make_rootfs, source_snapshot: Path) -> Iterator[Converged]:
     fs = make_rootfs("ws-cpu")
     extra: dict[str, object] = {
         "workstation_source_dir": str(source_snapshot),
+        # Docker's own repository is not reachable from CI: the CPU path uses Debian's docker.io.
+        "docker_install_source": "distribution",
         "jupyter_port": 18888,
         "assets_bundle": str(asset_bundle(fs.root.parent)),
     }
@@ -281,42 +295,71 @@ def converged_host(converged: Converged) -> testinfra.host.Host:
     return testinfra.get_host(str(converged.fs.root), connection="chroot")
 
 
-GPU_BRANCH = "570"
+GPU_BRANCH = "580"
+# A Ubuntu 24.04 kernel release: the dummies are built for it and the role is told to provision it.
+UBUNTU_KERNEL = "6.8.0-59-generic"
+# The Ubuntu paths run on the Debian rootfs with Ubuntu's facts given as extra variables.
+UBUNTU_FACTS = {
+    "ansible_distribution": "Ubuntu",
+    "ansible_distribution_version": "24.04",
+    "ansible_distribution_major_version": "24",
+    "ansible_distribution_release": "noble",
+}
+TOOLKIT_PIN = "1.17.8-1"
+
+
+@dataclass
+class GpuPath(Converged):
+    extra: dict[str, object] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
 
 
 @pytest.fixture(scope="session")
-def gpu_converged(make_rootfs, workdir: Path, source_snapshot: Path) -> Iterator[Converged]:
-    """The GPU path with dummy driver/toolkit packages from a signed local repository.
+def gpu_converged(make_rootfs, workdir: Path, source_snapshot: Path) -> Iterator[GpuPath]:
+    """The Ubuntu GPU path with dummy packages that mirror Ubuntu's, NVIDIA's and Docker's relations, from
+    signed local repositories reached through the same deb822 + fingerprint code path as the real ones.
 
-    python_env and jupyter are skipped here: the CPU path proves them, and the `gpu` extra's CUDA wheels
+    Default choices: branch 580, open modules, Canonical's precompiled modules (they exist for the kernel),
+    Docker CE replacing a real conflicting package (runc), the toolkit pinned as a whole set.
+    python_env and jupyter are skipped: the CPU path proves them, and the `gpu` extra's CUDA wheels
     (several GB) cannot be exercised without a GPU anyway.
     """
     fs = make_rootfs("ws-gpu")
-    kernel = os.uname().release  # what ansible_kernel reports inside a chroot
     proc = subprocess.run(
-        [str(REPO / "scripts" / "dummy-nvidia-repo.sh"), str(workdir / "dummy"), GPU_BRANCH, kernel],
+        [str(REPO / "scripts" / "dummy-nvidia-repo.sh"), str(workdir / "dummy"), UBUNTU_KERNEL, "noble"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     if proc.returncode != 0:
-        pytest.fail(f"could not build the dummy NVIDIA repository: {proc.stderr[-2000:]}")
-    # Two copies: apt refuses one source with two different signed-by keyrings.
+        pytest.fail(f"could not build the dummy repositories: {proc.stderr[-2000:]}")
+    # One copy per repository: each gets its own deb822 source and keyring, as the real ones.
     for name in ("dummy-driver", "dummy-toolkit"):
         shutil.copytree(workdir / "dummy" / "repo", fs.root / "srv" / name)
+    shutil.copytree(workdir / "dummy" / "docker-repo", fs.root / "srv" / "dummy-docker")
+    fingerprint = (workdir / "dummy" / "repo" / "key.fpr").read_text().strip()
+    # A real package that conflicts with Docker CE's containerd.io, as on a machine set up with docker.io.
+    fs.sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc")
     extra = {
+        **UBUNTU_FACTS,
         "workstation_source_dir": str(source_snapshot),
         "preflight_force_gpu": True,
-        "nvidia_driver_branch": GPU_BRANCH,
-        "nvidia_driver_apt_repository": "deb file:/srv/dummy-driver ./",
+        "nvidia_driver_kernel": UBUNTU_KERNEL,
+        "nvidia_driver_apt_repository_uris": "file:/srv/dummy-driver",
         "nvidia_driver_apt_key_url": "file:///srv/dummy-driver/key.asc",
+        "nvidia_driver_apt_key_fingerprint": fingerprint,
         "nvidia_container_toolkit_apt_repository_url": "file:/srv/dummy-toolkit",
         "nvidia_container_toolkit_apt_key_url": "file:///srv/dummy-toolkit/key.asc",
+        "nvidia_container_toolkit_apt_key_fingerprint": fingerprint,
+        "nvidia_container_toolkit_version": TOOLKIT_PIN,
+        "docker_apt_repository_url": "file:/srv/dummy-docker",
+        "docker_apt_key_url": "file:///srv/dummy-docker/key.asc",
+        "docker_apt_key_fingerprint": fingerprint,
     }
-    skip = ["--skip-tags", "python_env,jupyter"]
+    skip = ("--skip-tags", "python_env,jupyter")
     first = fs.play(*skip, extra=extra, timing="gpu_first_converge_s")
     again = fs.play(*skip, extra=extra, timing="gpu_rerun_s") if first.rc == 0 else first
-    yield Converged(fs, first, again)
+    yield GpuPath(fs, first, again, extra, skip)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,21 @@
-"""On a never-provisioned Debian 12: --check changes nothing, and preflight refuses unsupported machines
-and impossible settings with a clear message, before anything changes."""
+"""On a never-provisioned Debian 12: --check changes nothing, and preflight (or the driver role's first
+checks) refuses unsupported machines and impossible settings with a clear message, before anything
+changes."""
 
 from __future__ import annotations
 
 import pytest
 
-from .conftest import Rootfs, diff_manifests, manifest
+from gpu_doctor import rules
+
+from .conftest import REPO, Rootfs, diff_manifests, manifest
 
 pytestmark = pytest.mark.ansible
+# What gpu_doctor/rules.toml (preflight's source) says of Debian 12's branch 535 and the locked TensorFlow.
+RULE_535 = rules.preflight(REPO / "uv.lock", 535)
+NATIVE_ARCHS = ", ".join(arch for arch in RULE_535["archs"] if arch.startswith("sm_"))
+# Docker's own repository is not reachable from CI.
+OFFLINE = {"docker_install_source": "distribution"}
 
 
 def assert_unchanged(fs: Rootfs, before: dict) -> None:
@@ -17,9 +25,21 @@ def assert_unchanged(fs: Rootfs, before: dict) -> None:
 
 def test_check_mode_on_a_fresh_rootfs_changes_nothing(fresh_rootfs: Rootfs) -> None:
     before = manifest(fresh_rootfs.root)
-    result = fresh_rootfs.play("--check", "--diff", timing="fresh_check_mode_s")
+    result = fresh_rootfs.play("--check", "--diff", extra=OFFLINE, timing="fresh_check_mode_s")
     assert result.rc == 0, result
     assert result.recap["changed"] > 0, "check mode should report what it would change"
+    assert_unchanged(fresh_rootfs, before)
+
+
+def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) -> None:
+    """Debian's non-free is not enabled in check mode, so apt cannot resolve the driver: said, not failed.
+    (The toolkit is skipped: NVIDIA's repository is not reachable from CI.)"""
+    before = manifest(fresh_rootfs.root)
+    extra = {**OFFLINE, "preflight_force_gpu": True, "preflight_gpu_native_code": True}
+    result = fresh_rootfs.play("--check", "--diff", "--skip-tags", "nvidia_container_toolkit", extra=extra)
+    assert result.rc == 0, result
+    assert "apt sources are not enabled yet (Debian contrib/non-free), so which driver" in result.flat
+    assert "contrib non-free non-free-firmware" in result.output  # the --diff of debian.sources
     assert_unchanged(fresh_rootfs, before)
 
 
@@ -34,14 +54,56 @@ def test_check_mode_on_a_fresh_rootfs_changes_nothing(fresh_rootfs: Rootfs) -> N
             {"preflight_force_gpu": True, "nvidia_driver_branch": "470"},
             "nvidia_driver_branch=470 is too old for CUDA 12.5",
         ),
+        (
+            # Debian 12's only branch runs the locked CUDA by minor-version compatibility, not its PTX (H100).
+            {"preflight_force_gpu": True},
+            f"nvidia_driver_branch=535 is too old for CUDA {RULE_535['cuda_major_minor']}, which the "
+            f"locked TensorFlow {RULE_535['tensorflow']} needs: GPUs that run its PTX (an H100 has no native "
+            f"code in the build) need driver {RULE_535['min_driver']} or newer (gpu_doctor/rules.toml); set "
+            f"nvidia_driver_branch to {RULE_535['min_branch']} or newer (e.g. -e nvidia_driver_branch=580). "
+            f"If every GPU here has native code in the build ({NATIVE_ARCHS}: not Hopper or newer), branch "
+            "535 runs it through minor-version compatibility: pass -e preflight_gpu_native_code=true "
+            "(Debian 12 carries branch 535 only).",
+        ),
         ({"workstation_user": "root"}, "must be an existing, non-root account"),
         ({"workstation_user": "nobody-here"}, "must be an existing, non-root account"),
+        ({"python_env_python": "/usr/bin/python3.99"}, "python_env_python=/usr/bin/python3.99 does not run"),
+        (
+            # GTX 1080 (PCI 10de:1b80) predates Turing: no open kernel modules. (Pascal has native code in
+            # the locked TensorFlow, so Debian 12's branch 535 passes the CUDA rule.)
+            {
+                "preflight_force_gpu": True,
+                "preflight_gpu_native_code": True,
+                "preflight_gpu_device_ids": [0x1B80],
+                "nvidia_driver_modules": "open",
+            },
+            "The GPU 10de:1b80 (PCI device ID below 0x1E00) predates Turing",
+        ),
+        (
+            # RTX 5090 (10de:2b85), Blackwell: open kernel modules only (and a branch that knows it).
+            {
+                "preflight_force_gpu": True,
+                "nvidia_driver_branch": "580",
+                "preflight_gpu_device_ids": [0x2B85],
+                "nvidia_driver_modules": "proprietary",
+            },
+            "A Blackwell or newer GPU (PCI device ID 0x2900 or above) needs the open kernel modules",
+        ),
     ],
-    ids=["fake-facts-ubuntu-20.04", "driver-too-old", "root-user", "missing-user"],
+    ids=[
+        "fake-facts-ubuntu-20.04",
+        "driver-too-old",
+        "debian-535-for-ptx",
+        "root-user",
+        "missing-user",
+        "no-interpreter",
+        "open-on-pascal",
+        "proprietary-on-blackwell",
+    ],
 )
 def test_preflight_refuses_before_changing_anything(fresh_rootfs: Rootfs, extra: dict, message: str) -> None:
     before = manifest(fresh_rootfs.root)
-    result = fresh_rootfs.play(extra=extra)
+    result = fresh_rootfs.play(extra={**OFFLINE, **extra})
     assert result.rc != 0 and result.recap["failed"] == 1, result
     assert result.recap["changed"] == 0
     assert message in result.flat, result
@@ -89,3 +151,50 @@ def test_preflight_refuses_uid_0_under_any_name(fresh_rootfs: Rootfs, extra: dic
         assert_unchanged(fresh_rootfs, before)
     finally:
         fresh_rootfs.sh("sed -i '/^toor:/d' /etc/passwd /etc/shadow")
+
+
+@pytest.fixture
+def fake_files(fresh_rootfs: Rootfs):
+    """Create files in the rootfs for one test (before its manifest is taken), removed afterwards."""
+    made: list = []
+
+    def make(path: str, content: str, mode: int = 0o644) -> None:
+        target = fresh_rootfs.root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        target.chmod(mode)
+        made.append(target)
+
+    yield make
+    for target in made:
+        target.unlink()
+
+
+def test_ubuntu_22_04_python_3_10_is_refused_before_any_change(fresh_rootfs: Rootfs, fake_files) -> None:
+    """Ubuntu 22.04's python3 is 3.10; the lock has TensorFlow wheels for 3.11-3.13 only."""
+    fake_files("/usr/local/bin/python3.10", "#!/bin/sh\necho 3.10.12\n", 0o755)
+    before = manifest(fresh_rootfs.root)
+    facts = {"ansible_distribution": "Ubuntu", "ansible_distribution_version": "22.04"}
+    result = fresh_rootfs.play(extra={**OFFLINE, **facts, "python_env_python": "/usr/local/bin/python3.10"})
+    assert result.rc != 0 and result.recap["changed"] == 0, result
+    assert (
+        "Python 3.10.12 (/usr/local/bin/python3.10) does not satisfy requires-python >=3.11,<3.14"
+        in result.flat
+    )
+    assert "Ubuntu 22.04's python3 is 3.10" in result.flat and "Nothing was changed" in result.flat
+    assert_unchanged(fresh_rootfs, before)
+
+
+def test_wsl2_gpu_gets_cuda_wheels_and_no_linux_driver(fresh_rootfs: Rootfs, fake_files) -> None:
+    """WSL2 shows no PCI vendor 10de: its GPU is /dev/dxg, with the Windows driver's libcuda in
+    /usr/lib/wsl/lib."""
+    fake_files("/dev/dxg", "")
+    fake_files("/usr/lib/wsl/lib/libcuda.so.1", "")
+    before = manifest(fresh_rootfs.root)
+    wsl = {"ansible_kernel": "5.15.167.4-microsoft-standard-WSL2"}
+    result = fresh_rootfs.play("--tags", "nvidia_driver", extra={**OFFLINE, **wsl})
+    assert result.rc == 0 and result.recap["changed"] == 0, result
+    assert "GPU: yes: WSL2 (/dev/dxg, the Windows driver)" in result.flat, result
+    assert "WSL2 uses the Windows driver; never install a Linux driver inside WSL" in result.flat
+    assert "Python environment: the locked packages with the gpu extra (CUDA wheels)" in result.flat
+    assert_unchanged(fresh_rootfs, before)

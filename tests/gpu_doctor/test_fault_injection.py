@@ -259,7 +259,7 @@ MODES = [
         blackwell_proprietary,
         "kernel module",
         "did not take GPU 0000:01:00.0 (10de:2b85)",
-        "nvidia-driver-570-open",
+        "nvidia-driver-580-open",
         1,
     ),
     Mode(

@@ -106,9 +106,17 @@ def test_hostile_environment_variables() -> None:
 
 
 @pytest.mark.parametrize(
-    ("branch", "ok", "min_branch"), [(470, False, 555), (550, False, 555), (570, True, 555)]
+    ("branch", "native", "ok", "min_branch"),
+    [
+        (470, False, False, 555),
+        (550, False, False, 555),
+        (570, False, True, 555),
+        # --native-code: every GPU has sm_ code in the build, the CUDA major is enough (Debian 12's 535).
+        (535, True, True, 525),
+        (470, True, False, 525),
+    ],
 )
-def test_preflight_script_runs_on_a_bare_python(branch: int, ok: bool, min_branch: int) -> None:
+def test_preflight_script_runs_on_a_bare_python(branch: int, native: bool, ok: bool, min_branch: int) -> None:
     # What Ansible's preflight runs on the controller: no project environment, standard library only (-I).
     proc = subprocess.run(
         [
@@ -120,6 +128,7 @@ def test_preflight_script_runs_on_a_bare_python(branch: int, ok: bool, min_branc
             str(ROOT / "uv.lock"),
             "--driver-branch",
             str(branch),
+            *(["--native-code"] if native else []),
         ],
         capture_output=True,
         text=True,
@@ -129,6 +138,7 @@ def test_preflight_script_runs_on_a_bare_python(branch: int, ok: bool, min_branc
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["ok"] is ok and result["min_branch"] == min_branch
+    assert result["native_code"] is native and result["min_branch_native"] == 525
     assert result["tensorflow"] and result["cuda_major_minor"] == "12.5"
 
 
