@@ -211,6 +211,37 @@ def summarize(runs: dict[str, dict], table: dict) -> list[dict]:
     return rows
 
 
+def verdicts(runs: dict[str, dict], table: dict) -> list[dict]:
+    """Whole checks, not metrics: per workload/variant/dataset, how many healthy runs pass every threshold,
+    and how many broken ones do (a broken run may pass some metrics; it must fail the check)."""
+    groups: dict[tuple, dict[str, list]] = {}
+    for key, run in runs.items():
+        workload, variant, dataset, _seed, *control = key.split("/")
+        group = groups.setdefault((workload, variant, dataset), {"healthy": [], "broken": []})
+        group["broken" if control else "healthy"].append(run.get("metrics"))
+    rows = []
+    for (workload, variant, dataset), group in sorted(groups.items()):
+        for judged in JUDGED_AS.get(dataset, (dataset,)):
+            rules = thresholds.thresholds_for(workload.replace("-", "_"), variant, "quick", judged, table)
+            if not rules:
+                continue
+
+            def passes(metrics: dict | None, rules: dict = rules) -> bool:
+                return metrics is not None and all(
+                    v["passed"] for v in thresholds.check(metrics, rules).values()
+                )
+
+            rows.append(
+                {
+                    "check": f"{workload} {variant}",
+                    "dataset": dataset if judged == dataset else f"{dataset} ({judged})",
+                    "healthy": f"{sum(map(passes, group['healthy']))}/{len(group['healthy'])}",
+                    "broken": f"{sum(map(passes, group['broken']))}/{len(group['broken'])}",
+                }
+            )
+    return rows
+
+
 def _f(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -232,6 +263,17 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
     if meta.get("missing"):
         lines.append("Not available here: " + "; ".join(f"`{k}`: {v}" for k, v in meta["missing"].items()))
     lines += [
+        "",
+        "## Whole checks: healthy runs must all pass, broken runs must all fail",
+        "",
+        "| check | dataset (judged as) | healthy runs passing | broken runs passing |",
+        "|---|---|---|---|",
+        *(
+            f"| {v['check']} | {v['dataset']} | {v['healthy']} | {v['broken']} |"
+            for v in meta.get("verdicts", [])
+        ),
+        "",
+        "## Per metric",
         "",
         "| workload | dataset (judged as) | metric | threshold | n | min | median | max | margin | passed "
         "| broken best | broken passed |",
@@ -271,7 +313,9 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def write_report(runs: Runs, meta: dict, out: Path) -> list[dict]:
-    rows = summarize(runs.runs, thresholds.load_thresholds())
+    table = thresholds.load_thresholds()
+    rows = summarize(runs.runs, table)
+    meta = {**meta, "verdicts": verdicts(runs.runs, table)}
     atomic_write(out / "calibration.md", lambda tmp: Path(tmp).write_text(render_markdown(rows, meta)))
     if rows:
         plot(rows, out / "calibration.png")
