@@ -356,6 +356,19 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
         lines.append(
             f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
         )
+    used = {}
+    for check in report["checks"]:
+        dataset = (check.get("details") or {}).get("dataset") or {}
+        if check["category"] == "workloads" and dataset.get("name"):
+            used.setdefault(dataset["name"], dataset)
+    for name, dataset in used.items():
+        if dataset.get("fallback"):
+            lines.append(
+                f"  !! the workloads trained on the fallback {name} ({dataset.get('source')}), NOT MNIST: no "
+                "MNIST was found (--data, Keras's cache or download) and Fashion-MNIST is not installed"
+            )
+    if used:
+        lines.append(f"  data: {', '.join(used)} (judged by its own thresholds: workloads/thresholds.toml)")
     for check in report["checks"]:
         if check["status"] in NOT_PASSED:
             lines.append(

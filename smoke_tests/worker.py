@@ -11,8 +11,9 @@ worker (a segfault in a CUDA library, an abort, an exit), the check says so and 
 fresh worker; when one hangs past its limit, the worker is killed and replaced the same way. A run that
 ends with an unhandled exception or Ctrl-C also retires its worker, so no half-torn-down state is reused.
 
-The worker dies with the process that started it: Linux's parent-death signal (SIGKILL), and a watchdog
-thread that exits when the parent is gone, cover a parent killed by any signal; it shares the parent's
+The worker dies with the process that started it: Linux's parent-death signal (SIGTERM: a running workload
+ends like Ctrl-C, its result written) and a watchdog thread that exits when the parent is gone (after a
+running workload, at most GRACE_S), cover a parent killed by any signal; it shares the parent's
 process group, so a Ctrl-C at the terminal or a signal sent to the group reaches it directly.
 
 Protocol: JSON lines. Requests on the worker's stdin: {"argv": [...], "log": path} or {"exit": true}.
@@ -60,19 +61,29 @@ def check_process_env(isolation: str, environ: Mapping[str, str]) -> dict[str, s
 
 
 # --- The worker process -------------------------------------------------------------------------------------
+_busy = threading.Event()  # a workload is running in this worker
+# What a workload interrupted by SIGTERM gets to write its result before its worker goes (the runner's
+# SIGKILL follows its SIGTERM after 10 s).
+GRACE_S = 8.0
+
+
 def _die_with_parent(parent: int) -> None:
-    """Exit when `parent` is gone, whatever killed it (no worker outlives the smoke test)."""
+    """Exit when `parent` is gone, whatever killed it (no worker outlives the smoke test). A running workload
+    gets SIGTERM first, which ends it like Ctrl-C, with its result written ("interrupted")."""
     with contextlib.suppress(Exception):  # Linux only; the watchdog below covers the rest
         import ctypes
 
         pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the line above
         os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
+        deadline = time.monotonic() + GRACE_S
+        while _busy.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
@@ -125,6 +136,7 @@ def _run_one(main: Callable[[list[str]], int], argv: list[str], log: Path) -> tu
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
     with _output_to(log):
+        _busy.set()
         try:
             return main(argv), False
         except SystemExit as exc:  # argparse's usage errors
@@ -134,6 +146,8 @@ def _run_one(main: Callable[[list[str]], int], argv: list[str], log: Path) -> tu
         except BaseException:  # what would end `python -m workloads` with a traceback: exit 1, fresh worker
             traceback.print_exc()
             return 1, True
+        finally:
+            _busy.clear()
 
 
 def serve(reply_fd: int, parent: int, entry: str, workloads: list[str]) -> int:
@@ -236,6 +250,23 @@ class WorkloadWorker:
                 proc.stdin.close()
         self._close_reply()
 
+    def interrupt(self) -> None:
+        """Stop the worker as Ctrl-C would: SIGTERM ends a running workload with its result written
+        ("interrupted"), then the worker, its input closed, exits; killed if it has not within GRACE_S."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        self._close_reply()
+
     def _close_reply(self) -> None:
         if self.reply_fd is not None:
             os.close(self.reply_fd)
@@ -296,7 +327,7 @@ class WorkloadWorker:
             self.kill()
             return Outcome(None, time.monotonic() - t0, startup, f"stopped after {timeout:.0f} s{where}")
         except BaseException:  # pytest-timeout's or Ctrl-C's exception: no worker left running a workload
-            self.kill()
+            self.interrupt()
             raise
         if reply.get("retire"):
             self.stop()

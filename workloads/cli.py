@@ -158,18 +158,22 @@ def _workload_main(name: str):
 
 
 _working = False
+_interrupted = False
 
 
 def _interrupt(signum, frame) -> None:
-    """Ctrl-C, and SIGTERM (docker stop, systemctl stop, kill) the same way: interrupt the work; once it is
-    done and reported, a late signal changes nothing (rather than a traceback on the way out)."""
-    if _working:
+    """Ctrl-C, and SIGTERM (docker stop, systemctl stop, kill) the same way: interrupt the work, once. A
+    second signal (the runner's SIGTERM after a Ctrl-C at the terminal) must not cut the writing of the
+    interrupted run's result, and once it is done and reported a late signal changes nothing."""
+    global _interrupted
+    if _working and not _interrupted:
+        _interrupted = True
         raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _working
-    _working = True
+    global _working, _interrupted
+    _working, _interrupted = True, False
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     parser, args = build_parser(), None

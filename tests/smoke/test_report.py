@@ -155,3 +155,19 @@ def test_no_gpu_says_why(tmp_path: Path) -> None:
     data["diagnosis"] = _diagnosis(None, gpu_found=False)
     assert "no NVIDIA GPU found: no PCI device of vendor 0x10de" in report.summary_text(data, tmp_path)
     assert "No NVIDIA GPU found: no PCI device" in report.render_html(data, tmp_path)
+
+
+def _report_with_workload_data(dataset: dict) -> dict:
+    check = {"id": "w", "name": "workload[mnist]", "category": "workloads", "status": "passed",
+             "details": {"dataset": dataset}, "figures": {}}  # fmt: skip
+    return {"verdict": "PASSED", "level": "quick", "backend": "tensorflow", "duration_s": 1.0,
+            "counts": {"passed": 1}, "gpu": {"available": True, "reason": "", "gpus": []},
+            "require_gpu": False, "diagnosis": {"gpu_found": True}, "checks": [check]}  # fmt: skip
+
+
+def test_summary_says_when_the_workloads_trained_on_the_fallback(tmp_path):
+    fallback = {"name": "digits_fallback", "source": "sklearn.datasets.load_digits", "fallback": True}
+    text = report.summary_text(_report_with_workload_data(fallback), tmp_path)
+    assert "!! the workloads trained on the fallback digits_fallback" in text and "NOT MNIST" in text
+    text = report.summary_text(_report_with_workload_data({"name": "mnist", "fallback": False}), tmp_path)
+    assert "NOT MNIST" not in text and "data: mnist" in text
