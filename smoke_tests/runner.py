@@ -99,7 +99,8 @@ def baseline_problem(data: dict[str, Any]) -> str | None:
         for name, fig in figures.items():
             value = fig.get("value") if isinstance(fig, dict) else None
             if not isinstance(fig, dict) or (
-                value is not None and (type(value) not in (int, float) or not math.isfinite(value))
+                # bool: older reports carried flags (activation_shapes_ok) as figures: still valid baselines
+                value is not None and (type(value) not in (bool, int, float) or not math.isfinite(value))
             ):
                 return f"checks[{i}].figures.{name[:40]} has no numeric 'value'"
     return None

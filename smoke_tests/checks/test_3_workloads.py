@@ -111,9 +111,10 @@ def test_workload(
     code = outcome.exit
     check.detail("dataset", result.get("dataset"))
     check.detail("thresholds", result.get("thresholds"))
+    higher = ("transfer_margin", "pointing_game")
     for metric, value in (result.get("metrics") or {}).items():
-        if isinstance(value, int | float):
-            check.figure(metric, value, "", better="higher" if "acc" in metric else None)
+        if isinstance(value, int | float) and not isinstance(value, bool):  # a flag is not a figure
+            check.figure(metric, value, "", better="higher" if "acc" in metric or metric in higher else None)
     timings = result.get("timings") or {}
     if isinstance(timings.get("samples_per_s"), int | float):
         check.figure("samples_per_s", timings["samples_per_s"], "samples/s", better="higher")
