@@ -163,15 +163,20 @@ def run_one(job: Job, ds: Dataset, seed: int, control: bool, scratch: Path) -> d
 
 
 # --- Report -------------------------------------------------------------------------------------------------
-def summarize(runs: dict[str, dict], table: dict) -> list[dict]:
-    """One row per workload/variant/dataset/metric that has a threshold."""
-    groups: dict[tuple, dict[str, list]] = {}
+def by_case(runs: dict[str, dict]) -> dict[tuple, dict[str, list[dict]]]:
+    """The runs per (workload, variant, dataset), split into healthy ones and negative controls."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
     for key, run in runs.items():
         workload, variant, dataset, _seed, *control = key.split("/")
         group = groups.setdefault((workload, variant, dataset), {"healthy": [], "broken": []})
         group["broken" if control else "healthy"].append(run)
+    return groups
+
+
+def summarize(runs: dict[str, dict], table: dict) -> list[dict]:
+    """One row per workload/variant/dataset/metric that has a threshold."""
     rows = []
-    for (workload, variant, dataset), group in sorted(groups.items()):
+    for (workload, variant, dataset), group in sorted(by_case(runs).items()):
         for judged in JUDGED_AS.get(dataset, (dataset,)):
             rules = thresholds.thresholds_for(workload.replace("-", "_"), variant, "quick", judged, table)
             for metric, rule in rules.items():
@@ -214,19 +219,15 @@ def summarize(runs: dict[str, dict], table: dict) -> list[dict]:
 def verdicts(runs: dict[str, dict], table: dict) -> list[dict]:
     """Whole checks, not metrics: per workload/variant/dataset, how many healthy runs pass every threshold,
     and how many broken ones do (a broken run may pass some metrics; it must fail the check)."""
-    groups: dict[tuple, dict[str, list]] = {}
-    for key, run in runs.items():
-        workload, variant, dataset, _seed, *control = key.split("/")
-        group = groups.setdefault((workload, variant, dataset), {"healthy": [], "broken": []})
-        group["broken" if control else "healthy"].append(run.get("metrics"))
     rows = []
-    for (workload, variant, dataset), group in sorted(groups.items()):
+    for (workload, variant, dataset), group in sorted(by_case(runs).items()):
         for judged in JUDGED_AS.get(dataset, (dataset,)):
             rules = thresholds.thresholds_for(workload.replace("-", "_"), variant, "quick", judged, table)
             if not rules:
                 continue
 
-            def passes(metrics: dict | None, rules: dict = rules) -> bool:
+            def passes(run: dict, rules: dict = rules) -> bool:
+                metrics = run.get("metrics")
                 return metrics is not None and all(
                     v["passed"] for v in thresholds.check(metrics, rules).values()
                 )
