@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor.model import Layer
 from smoke_tests import report, timing, worker
 from smoke_tests.speed import level_settings, settings
-from workloads.atomic import atomic_write
+from workloads.atomic import atomic_write, make_writable_folder
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
@@ -110,11 +109,7 @@ def _out_dir(arg: Path | None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = arg or Path(settings()["report"]["root"]) / stamp
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        # A new file (O_EXCL): a link planted under a known probe name cannot redirect the write.
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        make_writable_folder(out)
     except OSError as err:
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
     return out.resolve()

@@ -24,6 +24,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def make_writable_folder(folder: Path) -> None:
+    """Create `folder` (and its parents) and prove a file can be written in it; OSError when not.
+
+    The probe is a new file (mkstemp: O_EXCL), so a link planted under a known probe name cannot redirect it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+    os.close(fd)
+    os.unlink(probe)
+
+
 def new_file_mode() -> int:
     """The mode `open()` would give a new file (0666 less the umask), for files made with mkstemp (0600)."""
     return 0o666 & ~_umask()

@@ -7,7 +7,6 @@ or diverged run still writes a valid result.json with everything computed so far
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from workloads import errors, results, thresholds
+from workloads.atomic import make_writable_folder
 from workloads.fingerprint import environment_fingerprint
 from workloads.locks import lock_folder
 
@@ -82,11 +82,7 @@ def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
     """
     out_dir = Path(out_dir)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # mkstemp creates a new file (O_EXCL): a link planted under a known probe name cannot redirect it.
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        make_writable_folder(out_dir)
     except OSError as exc:
         raise errors.InputError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
     lock_folder(out_dir, "--out")
