@@ -1,8 +1,9 @@
-"""Shared test helpers: prerequisites that fail in CI (CI=true) and skip, with a reason, elsewhere."""
+"""Shared test helpers: prerequisites that fail in CI (`IN_CI`) and skip, with a reason, elsewhere."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,20 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from workloads.data import FASHION_MNIST_DIR as FASHION_MNIST  # Debian's dataset-fashion-mnist
+
 REPO = Path(__file__).resolve().parent.parent
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The one reading of CI: set to anything but "", "0" or "false" (any case). CI services set CI=true; some set
+# CI=1; CI=0 / CI=false is how a developer turns it off explicitly.
+CI_OFF = ("", "0", "false")
+
+
+def in_ci(value: str | None) -> bool:
+    """Whether a value of the CI environment variable means "running in CI"."""
+    return (value or "").strip().lower() not in CI_OFF
+
+
+IN_CI = in_ci(os.environ.get("CI"))
 
 # Property tests (hypothesis): no example database in the checkout, no per-example deadline (the machine is
 # shared); CI explores the same examples every run, so a failure there can be reproduced.
@@ -26,8 +38,16 @@ def require(condition: bool, what: str) -> None:
         return
     message = f"missing prerequisite: {what}"
     if IN_CI:
-        pytest.fail(message + " (CI=true: prerequisites must be installed by .ci/run)")
+        pytest.fail(message + " (CI is set: prerequisites must be installed by .ci/run)")
     pytest.skip(message)
+
+
+def require_tool(tool: str) -> str:
+    """The path of a command on PATH; `require`s it (fails in CI, skips elsewhere) when it is missing."""
+    path = shutil.which(tool)
+    require(path is not None, f"{tool} is not installed (.ci/run installs it)")
+    assert path is not None
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tests.conftest import require, require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOK_BIN = REPO / ".venv" / "bin" / "ansible-playbook"
@@ -32,17 +34,9 @@ TIMINGS_FILE = REPO / "reports" / "ansible" / "timings.json"
 # Every play's full output (a failed assertion shows only its end): reports/ansible/plays/<rootfs>-<n>.log
 PLAY_LOGS = REPO / "reports" / "ansible" / "plays"
 TIMINGS: dict[str, float] = {}
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.M
 )
-
-
-def missing(reason: str) -> None:
-    """A missing prerequisite fails in CI (it would hide a broken setup) and skips elsewhere."""
-    if IN_CI:
-        pytest.fail(f"prerequisite missing in CI: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -161,13 +155,10 @@ def bind_mount(source: Path, target: Path, *, kind: str = "bind") -> Iterator[Pa
 
 @pytest.fixture(scope="session")
 def prerequisites() -> None:
-    if os.geteuid() != 0:
-        missing("the chroot tests need root (chroot, mount)")
+    require(os.geteuid() == 0, "root (the chroot tests run chroot and mount)")
     for tool in ("debootstrap", "chroot", "equivs-build", "dpkg-scanpackages", "gpg"):
-        if shutil.which(tool) is None:
-            missing(f"{tool} is not installed (see .ci/run for the apt packages)")
-    if not PLAYBOOK_BIN.exists():
-        missing("ansible-playbook is not in .venv (make setup)")
+        require_tool(tool)
+    require(PLAYBOOK_BIN.exists(), "ansible-playbook in .venv (make setup)")
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from tests.conftest import FASHION_MNIST, require
 from tests.jupyter_matrix import assert_only_the_token_opens, assert_refused
 
 from .conftest import (
     ASSET_FILE,
     GPU_BRANCH,
-    IN_CI,
     REPO,
     USER,
     Converged,
@@ -34,7 +34,6 @@ VENV = "/opt/keras-workstation/.venv"
 UNIT = "/etc/systemd/system/jupyterlab.service"
 TOKEN = f"/home/{USER}/.config/keras-workstation/jupyter-token"
 PORT = 18888
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def locked_version(name: str) -> str:
@@ -203,10 +202,8 @@ def test_jupyterlab_serves_on_localhost_with_the_token(cpu_converged: Converged,
 def test_quick_smoke_test_passes_inside_the_chroot(cpu_converged: Converged, proc_mounted) -> None:
     """Provision, then smoke-test, on the fresh OS: the end-to-end promise of `make provision`."""
     with contextlib.ExitStack() as stack:
-        if FASHION.is_dir():
-            stack.enter_context(bind_mount(FASHION, cpu_converged.fs.root / FASHION.relative_to("/")))
-        elif IN_CI:
-            pytest.fail(f"{FASHION} is missing (apt-get install dataset-fashion-mnist)")
+        require(FASHION_MNIST.is_dir(), f"{FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+        stack.enter_context(bind_mount(FASHION_MNIST, cpu_converged.fs.root / FASHION_MNIST.relative_to("/")))
         start = time.monotonic()
         result = cpu_converged.fs.sh(
             f"cd /opt/keras-workstation && {VENV}/bin/python -m smoke_tests --level quick --out /tmp/smoke",

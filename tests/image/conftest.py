@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.jupyter_matrix import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,19 +28,7 @@ BUILD_REPORT = REPORTS / "build.json"
 TAG = "localhost/keras-workstation:cpu-test"
 ENGINE = ["podman", "--runtime", "runc"]
 HOST_UID = 1234  # stands in for the host user: CI runs as root, and root-owned files would prove nothing
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _built_this_session: dict = {}
-
-
-def require(tool: str) -> str:
-    """Path of a prerequisite; missing fails in CI (the team rule) and skips elsewhere, saying why."""
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not installed (.ci/run installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
@@ -55,8 +43,8 @@ def engine(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
 @pytest.fixture(scope="session")
 def image() -> str:
     """Build (or reuse) the CPU image once per session; return its tag."""
-    require("podman")
-    require("debootstrap")
+    require_tool("podman")
+    require_tool("debootstrap")
     env = {
         **os.environ,
         "VARIANT": "cpu",

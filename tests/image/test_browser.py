@@ -6,7 +6,9 @@ import tempfile
 
 import pytest
 
-from .conftest import REPORTS, require
+from tests.conftest import require_tool
+
+from .conftest import REPORTS
 
 pytestmark = pytest.mark.image
 
@@ -21,12 +23,12 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = require("chromium")
+    options.binary_location = require_tool("chromium")
     for flag in FLAGS:
         options.add_argument(flag)
     with tempfile.TemporaryDirectory(prefix="kw-chromium-") as profile:
         options.add_argument(f"--user-data-dir={profile}")
-        driver = webdriver.Chrome(service=Service(require("chromedriver")), options=options)
+        driver = webdriver.Chrome(service=Service(require_tool("chromedriver")), options=options)
         try:
             yield driver
         finally:

@@ -6,24 +6,12 @@ backend; a notebook must also show at least one figure.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-
-
-def fashion_mnist() -> Path:
-    """Real images for the image notebooks: Debian's Fashion-MNIST (CI must have it; elsewhere skip)."""
-    if not (FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").exists():
-        message = f"{FASHION_MNIST} is missing (apt-get install dataset-fashion-mnist)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return FASHION_MNIST
 
 
 def test_there_are_notebooks() -> None:
@@ -32,7 +20,9 @@ def test_there_are_notebooks() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES, ids=[path.stem for path in SOURCES])
-def test_notebook_runs_in_quick_mode(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_in_quick_mode(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fashion_mnist: Path
+) -> None:
     import jupytext
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -45,7 +35,7 @@ def test_notebook_runs_in_quick_mode(source: Path, tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    monkeypatch.setenv("KW_DATA", str(fashion_mnist()))
+    monkeypatch.setenv("KW_DATA", str(fashion_mnist))  # real images for the image notebooks
     client = NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
