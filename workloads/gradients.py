@@ -42,8 +42,3 @@ def value_and_grad(fn: Callable, x: np.ndarray) -> tuple[float, np.ndarray]:
         grad = torch.zeros_like(tx) if grad is None else grad
         return float(value.detach().cpu()), grad.detach().cpu().numpy()
     raise NotImplementedError(f"no gradient branch for the {backend!r} backend")
-
-
-def gradient(fn: Callable, x: np.ndarray) -> np.ndarray:
-    """d fn / d x only."""
-    return value_and_grad(fn, x)[1]
