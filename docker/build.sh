@@ -15,7 +15,8 @@ variant=${VARIANT:-gpu}
 [[ $variant == gpu || $variant == cpu ]] || { echo "error: VARIANT must be gpu or cpu, not '$variant'" >&2; exit 2; }
 tag=${TAG:-localhost/keras-workstation:$variant}
 report=${REPORT:-reports/image/build.json}
-uv_version=$(sed -n 's/^UV_VERSION *?= *//p' Makefile)
+uv_version=$(sed -n 's/^uv-version *= *"\(.*\)"/\1/p' pyproject.toml)  # the one pin of uv
+[[ -n $uv_version ]] || { echo "error: no 'uv-version = \"X.Y.Z\"' line in pyproject.toml" >&2; exit 2; }
 
 if [[ -n ${ENGINE:-} ]]; then
     read -ra engine <<<"$ENGINE"
@@ -29,7 +30,7 @@ else
     exit 2
 fi
 
-build_args=(--build-arg "VARIANT=$variant" --build-arg "UV_VERSION=${uv_version:-0.13.8}")
+build_args=(--build-arg "VARIANT=$variant" --build-arg "UV_VERSION=$uv_version")
 git_rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 [[ $git_rev != unknown && -n $(git status --porcelain -- docker workloads smoke_tests gpu_doctor notebooks pyproject.toml uv.lock 2>/dev/null) ]] &&
     git_rev+="-dirty"

@@ -12,9 +12,7 @@ from gpu_doctor.context import Context
 from gpu_doctor.model import OK, Layer
 
 CC_MAJOR, CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h)
-# The newest branch this project's provisioning has been given (CUDA 13.0), and the oldest it recommends:
-# Ubuntu made 570 and older transitional packages that install 580 (LP: #2147038), which provisioning refuses.
-RECOMMENDED_BRANCH = 580
+RECOMMENDED_BRANCH = rules.recommended_branch()  # rules.toml [driver], shared with Ansible's default
 
 
 def upgrade_driver(min_driver: str | None = None) -> str:

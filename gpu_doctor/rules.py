@@ -29,6 +29,11 @@ def rules() -> dict[str, Any]:
         return tomllib.load(fh)
 
 
+def recommended_branch() -> int:
+    """The driver branch this project provisions and recommends (rules.toml [driver])."""
+    return int(rules()["driver"]["recommended_branch"])
+
+
 def version_tuple(text: Any) -> tuple[int, ...] | None:
     """ "12.5.1" -> (12, 5, 1); "550.54.15" -> (550, 54, 15); None when there is no number."""
     if isinstance(text, int | float):
@@ -263,6 +268,7 @@ def preflight(lock: Path, branch: int, native_code: bool = False) -> dict[str, A
         "tensorflow": tf,
         "cuda": build["cuda"],
         "cuda_major_minor": major_minor(build["cuda"]),
+        "recommended_branch": recommended_branch(),
         "message": f"TensorFlow {tf} (uv.lock, built with CUDA {build['cuda']}): {verdict['message']}",
     }
 

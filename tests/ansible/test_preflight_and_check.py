@@ -60,7 +60,8 @@ def test_check_mode_with_a_gpu_says_what_it_cannot_show(fresh_rootfs: Rootfs) ->
             f"nvidia_driver_branch=535 is too old for CUDA {RULE_535['cuda_major_minor']}, which the "
             f"locked TensorFlow {RULE_535['tensorflow']} needs: GPUs that run its PTX (an H100 has no native "
             f"code in the build) need driver {RULE_535['min_driver']} or newer (gpu_doctor/rules.toml); set "
-            f"nvidia_driver_branch to {RULE_535['min_branch']} or newer (e.g. -e nvidia_driver_branch=580). "
+            f"nvidia_driver_branch to {RULE_535['min_branch']} or newer "
+            f"(e.g. -e nvidia_driver_branch={RULE_535['recommended_branch']}). "
             f"If every GPU here has native code in the build ({NATIVE_ARCHS}: not Hopper or newer), branch "
             "535 runs it through minor-version compatibility: pass -e preflight_gpu_native_code=true "
             "(Debian 12 carries branch 535 only).",
