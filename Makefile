@@ -4,9 +4,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON_SYSTEM ?= /usr/bin/python3
-UV_VERSION    ?= 0.13.8
+UV_VERSION    ?= $(shell sed -n 's/^uv-version *= *"\(.*\)"/\1/p' pyproject.toml)
 VENV          := .venv
 PY            := $(VENV)/bin/python
+# The main job's environment (smoke-test, doctor): the lock's runtime dependencies only, as the image and
+# Ansible's python_env install them (`--no-dev`); the dev tools (ruff, ansible, selenium, ...) stay in .venv.
+RUN_VENV      := .venv-run
 UV            ?= $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
 EXTRAS        ?= --extra jax
 export UV_PYTHON_DOWNLOADS := never
@@ -34,6 +37,10 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 
 setup: $(VENV)/.synced ## Create .venv from uv.lock (hashes checked)
 
+$(RUN_VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(RUN_VENV) $(UV) sync --frozen --no-dev --python $(PYTHON_SYSTEM) $(EXTRAS)
+	@touch $@
+
 # --- Checks --------------------------------------------------------------------
 test: setup ## Run the project's own tests (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -50,11 +57,11 @@ bench: setup ## Benchmarks: tutorial code vs our workloads, smoke test old vs ne
 calibrate: setup ## Quick workloads over seeds 0-9 on every dataset here -> benchmarks/results/calibration/
 	$(PY) -m benchmarks.calibrate $(CALIBRATE_ARGS)
 
-smoke-test: setup ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir)
-	$(PY) -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(DATA),--data $(DATA))
+smoke-test: $(RUN_VENV)/.synced ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir)
+	$(RUN_VENV)/bin/python -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(DATA),--data $(DATA))
 
-doctor: setup ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
-	$(PY) -m smoke_tests doctor
+doctor: $(RUN_VENV)/.synced ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
+	$(RUN_VENV)/bin/python -m smoke_tests doctor
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache

@@ -7,29 +7,23 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import require_tool
+
 ROOT = Path(__file__).resolve().parents[2]
-IN_CI = os.environ.get("CI") == "true"
 pytestmark = pytest.mark.slow
 
 
-def _missing(what: str) -> None:
-    # In CI a missing prerequisite is a failure, never a skip.
-    (pytest.fail if IN_CI else pytest.skip)(f"{what} (apt-get install it; .ci/run does)")
-
-
 @pytest.fixture(scope="module")
-def smoke_run() -> tuple[subprocess.CompletedProcess[str], Path]:
-    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
-        _missing("Fashion-MNIST is not installed (dataset-fashion-mnist)")
+def smoke_run(fashion_mnist: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
     proc = subprocess.run(["make", "smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
                           check=False)  # fmt: skip
     found = re.search(r"smoke tests \(quick\) -> (\S+)", proc.stdout)
@@ -60,6 +54,30 @@ def test_make_smoke_test_passes_on_the_cpu(
     for c in report["checks"]:
         if c["status"] == "skipped":
             assert "n/a" in c["message"] or "no NVIDIA GPU" in c["message"], c
+
+
+def test_it_runs_in_the_runtime_environment_without_dev_tools(report: dict[str, Any]) -> None:
+    """The main job's environment is the lock's runtime set (as the image and Ansible install it): the
+    report's interpreter is the Makefile's RUN_VENV, and none of the dev tools are installed there."""
+    run_venv = re.search(r"^RUN_VENV\s*:=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert run_venv, "no RUN_VENV in the Makefile"
+    venv = ROOT / run_venv.group(1)
+    assert Path(report["fingerprint"]["python_executable"]).parent == venv / "bin", report["fingerprint"]
+    # The dev group's distributions (pyproject.toml), by their installed metadata: the editable install puts
+    # the checkout on sys.path, where the ansible/ folder would pass for a module.
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    dev = [re.match(r"[A-Za-z0-9_.-]+", spec).group(0) for spec in groups["dev"]]
+    probe = (
+        "import importlib.metadata as m, re, sys; norm = lambda n: re.sub(r'[-_.]+', '-', n).lower(); "
+        "have = {norm(d.metadata['Name']) for d in m.distributions()}; "
+        "print(sorted(n for n in map(norm, sys.argv[1:]) if n in have))"
+    )
+    found = subprocess.run(
+        [venv / "bin" / "python", "-c", probe, *dev], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert "ruff" in dev and "ansible" in dev, dev
+    assert found == "[]", f"dev tools in the main job's environment: {found}"
+    assert not (venv / "bin" / "ruff").exists()
 
 
 def test_workloads_ran_with_their_results_and_plots(report: dict[str, Any], smoke_run: Any) -> None:
@@ -122,9 +140,7 @@ def test_junit_xml_lists_every_check(report: dict[str, Any], smoke_run: Any) -> 
 
 
 def test_html_renders_in_headless_chromium(report: dict[str, Any], smoke_run: Any, tmp_path: Path) -> None:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        _missing("chromium and chromium-driver are not installed")
+    chromium, driver = require_tool("chromium"), require_tool("chromedriver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
