@@ -52,12 +52,10 @@ ENTRY = "workloads.cli:main"  # what a run calls with the CLI's arguments
 GPU_MEMORY_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
-def check_process_env(isolation: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """What the runner adds to the check process's environment for the workload isolation it chose."""
-    env = {"SMOKE_ISOLATION": isolation}
-    if isolation == "worker":
-        env.update({k: v for k, v in GPU_MEMORY_ENV.items() if k not in environ})
-    return env
+def gpu_memory_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the check process and the worker add to their environment: GPU_MEMORY_ENV, where `environ` has
+    no setting of its own."""
+    return {k: v for k, v in GPU_MEMORY_ENV.items() if k not in environ}
 
 
 # --- The worker process -------------------------------------------------------------------------------------
@@ -210,7 +208,7 @@ class WorkloadWorker:
         if self.proc is not None:
             return
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, **check_process_env("worker", os.environ)}
+        env = {**os.environ, **gpu_memory_env(os.environ)}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             argv = [str(write_fd), str(os.getpid()), self.entry, *self.workloads]
