@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
 # How the smoke test runs the workloads: in this worker (default), or each in a fresh interpreter.
 ISOLATIONS = ("worker", "subprocess")
 ENTRY = "workloads.cli:main"  # what a run calls with the CLI's arguments
@@ -63,6 +65,8 @@ _busy = threading.Event()  # a workload is running in this worker
 # What a workload interrupted by SIGTERM gets to write its result before its worker goes (the runner's
 # SIGKILL follows its SIGTERM after 10 s).
 GRACE_S = 8.0
+# Python's own exit status when an exception ends the interpreter: what `python -m workloads` would give.
+PYTHON_UNCAUGHT_EXIT = 1
 
 
 def _die_with_parent(parent: int) -> None:
@@ -138,12 +142,12 @@ def _run_one(main: Callable[[list[str]], int], argv: list[str], log: Path) -> tu
         try:
             return main(argv), False
         except SystemExit as exc:  # argparse's usage errors
-            return (exc.code if isinstance(exc.code, int) else 2), False
+            return (exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT), False
         except KeyboardInterrupt:
-            return 130, True
+            return EXIT_INTERRUPTED, True
         except BaseException:  # what would end `python -m workloads` with a traceback: exit 1, fresh worker
             traceback.print_exc()
-            return 1, True
+            return PYTHON_UNCAUGHT_EXIT, True
         finally:
             _busy.clear()
 
@@ -169,7 +173,7 @@ def serve(reply_fd: int, parent: int, entry: str, workloads: list[str]) -> int:
             if retire:
                 break
     except KeyboardInterrupt:  # Ctrl-C at the terminal reaches the whole process group
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
