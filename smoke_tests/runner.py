@@ -110,6 +110,15 @@ def baseline_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _seed_from_env() -> int:
+    """The checks' seed: $SMOKE_SEED overrides the settings' (read here only; the checks get --smoke-seed)."""
+    text = os.environ.get("SMOKE_SEED", "")
+    try:
+        return seed(int(text) if text else None)
+    except ValueError:
+        raise UsageError(f"SMOKE_SEED={text[:40]!r}: not an integer") from None
+
+
 def _out_dir(arg: Path | None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = arg or Path(settings()["report"]["root"]) / stamp
@@ -387,9 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
-    # SMOKE_SEED: an override of the settings' seed, read here only and handed to the checks (--smoke-seed).
-    run_seed = seed(int(os.environ["SMOKE_SEED"]) if os.environ.get("SMOKE_SEED") else None)
     try:
+        run_seed = _seed_from_env()
         baseline = _load_baseline(args.baseline)
         if args.data and not args.data.is_dir():
             raise UsageError(f"--data {args.data}: no such folder")
