@@ -16,6 +16,7 @@ from gpu_doctor.build import BACKENDS
 from gpu_doctor.diagnose import BadBackend, diagnose
 from gpu_doctor.render import render
 from gpu_doctor.system import Boundary
+from workloads.errors import EXIT_BAD_INPUT, EXIT_THRESHOLD_FAILED
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +63,7 @@ def main(
         )
     except BadBackend as err:
         print(f"{prog}: error: {err} (KERAS_BACKEND or --backend)", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
@@ -70,5 +71,5 @@ def main(
         print(render(result))
     if not result.gpu_found and require_gpu:
         print("no NVIDIA GPU found and REQUIRE_GPU=1 (--require-gpu): a failure", file=sys.stderr)
-        return 1
+        return EXIT_THRESHOLD_FAILED
     return result.exit_code()

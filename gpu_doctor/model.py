@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from workloads.errors import EXIT_OK, EXIT_THRESHOLD_FAILED
+
 OK, WARN, BROKEN, NA, NOT_CHECKED = "OK", "WARN", "BROKEN", "n/a", "not checked"
 
 # Bottom-up. Memory comes before the framework: when another process holds the GPU memory, the framework's
@@ -76,8 +78,8 @@ class Diagnosis:
         return next(layer for layer in self.layers if layer.name == name)
 
     def exit_code(self) -> int:
-        """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken."""
-        return 0 if self.healthy else 1
+        """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken (workloads/errors.py's codes)."""
+        return EXIT_OK if self.healthy else EXIT_THRESHOLD_FAILED
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

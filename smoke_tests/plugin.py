@@ -1,7 +1,8 @@
-"""pytest plugin of the smoke suite: gives checks a ``check`` record and writes one JSON line per check.
+"""pytest plugin of the smoke suite: its options, a ``check`` record for each check, one JSON line per check.
 
-The runner loads it with ``-p smoke_tests.plugin``; results go to $SMOKE_RESULTS as they happen, so a
-crash or a hang of one check never loses the results of the others.
+The runner loads it with ``-p smoke_tests.plugin`` and hands over everything the checks need as the options
+below (``--smoke-out``, ``--smoke-level``, ...) on the check process's command line. Results go to
+``--smoke-results`` as they happen, so a crash or a hang of one check never loses the results of the others.
 """
 
 from __future__ import annotations
@@ -10,16 +11,88 @@ import contextlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smoke_tests import timing
+from smoke_tests import framework_ops, settings, timing
 from smoke_tests.speed import InvalidMeasurement
+from smoke_tests.worker import ENTRY, ISOLATIONS
 
 _KEY = pytest.StashKey["CheckRecord"]()
 _SETUP = pytest.StashKey[tuple[float, float]]()  # the setup phase's start (epoch seconds) and duration
+_OPTIONS = pytest.StashKey["SmokeOptions"]()
+
+
+# --- What the runner hands its check process ----------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smoke_tests", "the smoke checks (python -m smoke_tests sets these)")
+    group.addoption(
+        "--smoke-out",
+        type=Path,
+        default=Path("reports/smoke/adhoc"),
+        help="report folder: what the checks write (plots, workload output, system.json)",
+    )
+    group.addoption(
+        "--smoke-level", default=settings.DEFAULT_LEVEL, help="a level of smoke_tests/settings.toml [levels]"
+    )
+    group.addoption("--smoke-results", type=Path, help="append one JSON line per finished check to this file")
+    group.addoption("--smoke-progress-fd", type=int, help="write one progress line per check to this fd")
+    group.addoption("--smoke-data", type=Path, help="MNIST IDX folder for the workloads")
+    group.addoption("--smoke-require-gpu", action="store_true", help="no NVIDIA GPU is a failure")
+    group.addoption("--smoke-seed", type=int, help="the checks' and the workloads' seed (default: settings')")
+    group.addoption(
+        "--smoke-isolation",
+        choices=ISOLATIONS,
+        default=ISOLATIONS[0],
+        help="the workloads in one worker process, or each in a fresh interpreter",
+    )
+    group.addoption(
+        "--smoke-worker-entry",
+        default=ENTRY,
+        help="test hook: a stand-in for the workloads' CLI (module:function) that the worker runs",
+    )
+
+
+@dataclass(frozen=True)
+class SmokeOptions:
+    """The check process's settings, from its command line (the defaults are the options')."""
+
+    out: Path
+    level: str
+    results: Path | None
+    progress_fd: int | None
+    data: Path | None
+    require_gpu: bool
+    seed: int
+    isolation: str
+    worker_entry: str
+
+
+def options(config: pytest.Config) -> SmokeOptions:
+    """This session's smoke options, read once from the command line."""
+    if _OPTIONS not in config.stash:
+        get = config.getoption
+        seed = get("smoke_seed")
+        config.stash[_OPTIONS] = SmokeOptions(
+            out=get("smoke_out").resolve(),
+            level=get("smoke_level"),
+            results=get("smoke_results"),
+            progress_fd=get("smoke_progress_fd"),
+            data=get("smoke_data"),
+            require_gpu=get("smoke_require_gpu"),
+            seed=settings.seed() if seed is None else seed,
+            isolation=get("smoke_isolation"),
+            worker_entry=get("smoke_worker_entry"),
+        )
+    return config.stash[_OPTIONS]
+
+
+@pytest.fixture(scope="session")
+def smoke_options(pytestconfig: pytest.Config) -> SmokeOptions:
+    return options(pytestconfig)
 
 
 class CheckRecord:
@@ -73,13 +146,9 @@ class CheckRecord:
         }
 
 
-def out_dir() -> Path:
-    return Path(os.environ.get("SMOKE_OUT", "reports/smoke/adhoc")).resolve()
-
-
 @pytest.fixture
 def check(request: pytest.FixtureRequest) -> CheckRecord:
-    record = CheckRecord(out_dir())
+    record = CheckRecord(options(request.config).out)
     request.node.stash[_KEY] = record
     return record
 
@@ -110,14 +179,14 @@ def _status(report: pytest.TestReport, call: pytest.CallInfo[Any] | None) -> str
     return "passed"
 
 
-def _progress(line: dict[str, Any]) -> None:
-    # pytest captures fds 1 and 2, so progress goes to a pipe the runner hands over ($SMOKE_PROGRESS_FD).
-    fd = os.environ.get("SMOKE_PROGRESS_FD")
+def _progress(config: pytest.Config, line: dict[str, Any]) -> None:
+    # pytest captures fds 1 and 2, so progress goes to a pipe the runner hands over (--smoke-progress-fd).
+    fd = options(config).progress_fd
     note = f": {line['message'][:90]}" if line["message"] else ""
     text = f"  {line['status'].upper():8} {line['category']}/{line['name']} ({line['duration_s']} s){note}\n"
-    if fd:
+    if fd is not None:
         with contextlib.suppress(OSError):  # the runner went away: progress is optional
-            os.write(int(fd), text.encode())
+            os.write(fd, text.encode())
 
 
 @pytest.hookimpl(wrapper=True)
@@ -142,32 +211,35 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             "ended": round(call.stop, 3),
             "message": "" if status == "passed" else _message(report),
             **(record.as_dict() if record else {}),
-            "breakdown": (record or CheckRecord(out_dir())).breakdown(setup_s, call_s),
+            "breakdown": (record or CheckRecord(options(item.config).out)).breakdown(setup_s, call_s),
         }
-        results = os.environ.get("SMOKE_RESULTS")
-        if results:
+        results = options(item.config).results
+        if results is not None:
             with open(results, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line, default=str) + "\n")
-        _progress(line)
+        _progress(item.config, line)
     return report
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # Taken here when the framework is already imported (cheap); otherwise the runner takes it itself.
-    framework = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if not os.environ.get("SMOKE_RESULTS") or framework not in sys.modules:
+    framework = framework_ops.name()
+    if options(session.config).results is None or framework not in sys.modules:
         return
     from workloads.fingerprint import environment_fingerprint
 
     try:
-        (out_dir() / "fingerprint.json").write_text(json.dumps(environment_fingerprint(), default=str))
+        (options(session.config).out / "fingerprint.json").write_text(
+            json.dumps(environment_fingerprint(), default=str)
+        )
     except Exception as err:  # the runner takes the fingerprint itself then
         _progress(
+            session.config,
             {
                 "status": "note",
                 "category": "suite",
                 "name": "fingerprint",
                 "duration_s": 0,
                 "message": f"fingerprint failed in the check process: {err}",
-            }
+            },
         )

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
 from smoke_tests import report, timing, worker
-from smoke_tests.speed import level_settings, settings
+from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
+from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
@@ -43,7 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0],
         epilog="python -m smoke_tests doctor [--help]: the layered GPU diagnosis alone (make doctor)",
     )
-    p.add_argument("--level", default="quick", help="quick (default, ~3 min on 2 CPU cores) or full")
+    p.add_argument(
+        "--level", default=DEFAULT_LEVEL, help=f"{DEFAULT_LEVEL} (default, ~3 min on 2 CPU cores) or full"
+    )
     p.add_argument("--out", type=Path, help="report folder (default reports/smoke/<timestamp>/)")
     p.add_argument("--baseline", type=Path, help="an earlier report.json of this machine to compare with")
     p.add_argument(
@@ -105,6 +109,15 @@ def baseline_problem(data: dict[str, Any]) -> str | None:
     return None
 
 
+def _seed_from_env() -> int:
+    """The checks' seed: $SMOKE_SEED overrides the settings' (read here only; the checks get --smoke-seed)."""
+    text = os.environ.get("SMOKE_SEED", "")
+    try:
+        return seed(int(text) if text else None)
+    except ValueError:
+        raise UsageError(f"SMOKE_SEED={text[:40]!r}: not an integer") from None
+
+
 def _out_dir(arg: Path | None) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = arg or Path(settings()["report"]["root"]) / stamp
@@ -127,26 +140,23 @@ def _relay(fd: int) -> threading.Thread:
     return thread
 
 
-def run_checks(out: Path, level: str, args: argparse.Namespace, require_gpu: bool) -> tuple[int | None, str]:
-    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note)."""
-    limits = level_settings(level)
+def run_checks(
+    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int
+) -> tuple[int | None, str]:
+    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note).
+    Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
+    limits = level_settings(args.level)
     results = out / "results.jsonl"
     results.unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
     env = {
         **os.environ,
-        "SMOKE_OUT": str(out),
-        "SMOKE_LEVEL": level,
-        "SMOKE_RESULTS": str(results),
-        "SMOKE_PROGRESS_FD": str(write_fd),
-        "REQUIRE_GPU": "1" if require_gpu else "",
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(CHECKS_DIR.parent.parent), os.environ.get("PYTHONPATH")])
         ),
     }
-    env.update(worker.check_process_env(args.isolation, os.environ))
-    if args.data:
-        env["SMOKE_DATA"] = str(args.data.resolve())
+    if args.isolation == "worker":
+        env.update(worker.gpu_memory_env(os.environ))
     cmd = [
         sys.executable,
         "-m",
@@ -169,7 +179,17 @@ def run_checks(out: Path, level: str, args: argparse.Namespace, require_gpu: boo
         "-q",
         "--no-header",
         "-rN",
+        f"--smoke-out={out}",
+        f"--smoke-level={args.level}",
+        f"--smoke-results={results}",
+        f"--smoke-progress-fd={write_fd}",
+        f"--smoke-seed={run_seed}",
+        f"--smoke-isolation={args.isolation}",
     ]
+    if require_gpu:
+        cmd.append("--smoke-require-gpu")
+    if args.data:
+        cmd.append(f"--smoke-data={args.data.resolve()}")
     if args.select:
         cmd += ["-k", args.select]
     relay = _relay(read_fd)
@@ -266,7 +286,7 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     return records
 
 
-def fingerprint(out: Path, level: str, require_gpu: bool) -> dict[str, Any]:
+def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict[str, Any]:
     """The workloads' environment fingerprint (taken in the check process), plus this run's settings."""
     try:
         fp = json.loads((out / "fingerprint.json").read_text())
@@ -278,7 +298,7 @@ def fingerprint(out: Path, level: str, require_gpu: bool) -> dict[str, Any]:
         "level": level,
         "require_gpu": require_gpu,
         **level_settings(level),
-        "seed": int(os.environ.get("SMOKE_SEED", settings()["framework"]["seed"])),
+        "seed": run_seed,
     }
     return fp
 
@@ -293,21 +313,23 @@ def build_report(
     require_gpu: bool,
     started: float,
     timeline: tuple[float, float] | None = None,
+    run_seed: int | None = None,
 ) -> dict[str, Any]:
-    """The report; `timeline`: when the run started and the check process was launched (epoch seconds)."""
-    from smoke_tests import backend
+    """The report; `timeline`: when the run started and the check process was launched (epoch seconds);
+    `run_seed`: the checks' seed (None: the settings')."""
+    from smoke_tests import framework_ops
 
     data: dict[str, Any] = {
         "schema_version": report.SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "level": level,
-        "backend": backend.name(),
+        "backend": framework_ops.name(),
         "require_gpu": require_gpu,
         "gpu": system,
         "diagnosis": diagnosis,
         "checks": checks,
         "counts": report.counts(checks),
-        "fingerprint": fingerprint(out, level, require_gpu),
+        "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
         "charts": [],
     }
     chart = report.telemetry_chart(checks, out / "telemetry.png")
@@ -367,16 +389,17 @@ def main(argv: list[str] | None = None) -> int:
         level_settings(args.level)
     except ValueError as err:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return 2
-    require_gpu = bool(args.require_gpu) or os.environ.get("REQUIRE_GPU", "") not in ("", "0", "false", "no")
+        return EXIT_BAD_INPUT
+    require_gpu = bool(args.require_gpu) or require_gpu_from_env()
     try:
+        run_seed = _seed_from_env()
         baseline = _load_baseline(args.baseline)
         if args.data and not args.data.is_dir():
             raise UsageError(f"--data {args.data}: no such folder")
         out = _out_dir(args.out)
     except UsageError as err:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     found = probe_gpu()
     system, diagnosis = found.nvml, found.to_dict()
     print(f"smoke tests ({args.level}) -> {out}")
@@ -388,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  note: {note}")
     launched = time.time()
     if STOP.signum is None:
-        code, note = run_checks(out, args.level, args, require_gpu)
+        code, note = run_checks(out, args, require_gpu, run_seed)
     else:
         code, note = None, STOP.note(started=False)
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
@@ -409,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
-                        (started_epoch, launched))  # fmt: skip
+                        (started_epoch, launched), run_seed)  # fmt: skip
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"
@@ -421,5 +444,5 @@ def main(argv: list[str] | None = None) -> int:
     if code in (2, 3, 4, 5):
         print(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
               file=sys.stderr)  # fmt: skip
-        return 2
-    return 0 if data["verdict"] == "PASSED" else 1
+        return EXIT_BAD_INPUT
+    return EXIT_OK if data["verdict"] == "PASSED" else EXIT_THRESHOLD_FAILED

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+from smoke_tests.settings import HERE, settings
 
 
 class InvalidMeasurement(AssertionError):
@@ -20,21 +18,8 @@ class InvalidMeasurement(AssertionError):
 
 
 @cache
-def settings() -> dict[str, Any]:
-    """smoke_tests/settings.toml, or the file $SMOKE_SETTINGS names (e.g. a machine's own levels)."""
-    return tomllib.loads(Path(os.environ.get("SMOKE_SETTINGS") or HERE / "settings.toml").read_text())
-
-
-@cache
 def expected_table() -> dict[str, Any]:
     return tomllib.loads((HERE / "expected_gpus.toml").read_text())
-
-
-def level_settings(level: str) -> dict[str, Any]:
-    levels = settings()["levels"]
-    if level not in levels:
-        raise ValueError(f"unknown level {level!r} (choose from {', '.join(levels)})")
-    return levels[level]
 
 
 def summarize(values: list[float]) -> dict[str, float]:
@@ -74,12 +59,16 @@ def throttle_events(samples: list[dict[str, Any]], invalidating: list[str] | Non
     return sorted(seen)
 
 
-def check_not_throttled(samples: list[dict[str, Any]], label: str) -> None:
-    events = throttle_events(samples)
-    if events:
-        raise InvalidMeasurement(
-            f"{label}: invalid, the GPU throttled during the timed window ({', '.join(events)})"
-        )
+def check_not_throttled(windows: Mapping[str, list[dict[str, Any]]]) -> None:
+    """The throttle rule of every speed check: a measurement is invalid, never passed, when the GPU throttled
+    in any of its timed windows (`windows`: each window's label and its telemetry samples)."""
+    throttled = [
+        f"{label} ({', '.join(events)})"
+        for label, samples in windows.items()
+        if (events := throttle_events(samples))
+    ]
+    if throttled:
+        raise InvalidMeasurement(f"invalid, the GPU throttled during {'; '.join(throttled)}")
 
 
 def expected_for(gpu_name: str, table: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -122,14 +111,15 @@ def pcie_theoretical_gbs(gen: Any, width: Any) -> float | None:
 class Window:
     """What a timed window saw: the NVML telemetry samples (none on a CPU)."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str) -> None:
+        self.label = label
         self.samples: list[dict[str, Any]] = []
 
 
 @contextmanager
 def timed_window(check: Any, label: str, gpu: bool) -> Iterator[Window]:
     """Sample NVML telemetry during a timed window (GPU only) and keep it in the check's record."""
-    window = Window()
+    window = Window(label)
     if not gpu:
         yield window
         return

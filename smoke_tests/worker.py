@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
 # How the smoke test runs the workloads: in this worker (default), or each in a fresh interpreter.
 ISOLATIONS = ("worker", "subprocess")
 ENTRY = "workloads.cli:main"  # what a run calls with the CLI's arguments
@@ -52,12 +54,10 @@ ENTRY = "workloads.cli:main"  # what a run calls with the CLI's arguments
 GPU_MEMORY_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 
-def check_process_env(isolation: str, environ: Mapping[str, str]) -> dict[str, str]:
-    """What the runner adds to the check process's environment for the workload isolation it chose."""
-    env = {"SMOKE_ISOLATION": isolation}
-    if isolation == "worker":
-        env.update({k: v for k, v in GPU_MEMORY_ENV.items() if k not in environ})
-    return env
+def gpu_memory_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the check process and the worker add to their environment: GPU_MEMORY_ENV, where `environ` has
+    no setting of its own."""
+    return {k: v for k, v in GPU_MEMORY_ENV.items() if k not in environ}
 
 
 # --- The worker process -------------------------------------------------------------------------------------
@@ -65,6 +65,8 @@ _busy = threading.Event()  # a workload is running in this worker
 # What a workload interrupted by SIGTERM gets to write its result before its worker goes (the runner's
 # SIGKILL follows its SIGTERM after 10 s).
 GRACE_S = 8.0
+# Python's own exit status when an exception ends the interpreter: what `python -m workloads` would give.
+PYTHON_UNCAUGHT_EXIT = 1
 
 
 def _die_with_parent(parent: int) -> None:
@@ -140,12 +142,12 @@ def _run_one(main: Callable[[list[str]], int], argv: list[str], log: Path) -> tu
         try:
             return main(argv), False
         except SystemExit as exc:  # argparse's usage errors
-            return (exc.code if isinstance(exc.code, int) else 2), False
+            return (exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT), False
         except KeyboardInterrupt:
-            return 130, True
+            return EXIT_INTERRUPTED, True
         except BaseException:  # what would end `python -m workloads` with a traceback: exit 1, fresh worker
             traceback.print_exc()
-            return 1, True
+            return PYTHON_UNCAUGHT_EXIT, True
         finally:
             _busy.clear()
 
@@ -171,7 +173,7 @@ def serve(reply_fd: int, parent: int, entry: str, workloads: list[str]) -> int:
             if retire:
                 break
     except KeyboardInterrupt:  # Ctrl-C at the terminal reaches the whole process group
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -210,7 +212,7 @@ class WorkloadWorker:
         if self.proc is not None:
             return
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, **check_process_env("worker", os.environ)}
+        env = {**os.environ, **gpu_memory_env(os.environ)}
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             argv = [str(write_fd), str(os.getpid()), self.entry, *self.workloads]

@@ -1,11 +1,11 @@
-"""Shared fixtures of the smoke checks: level settings, the GPU diagnosis and its NVML picture, the
-framework's GPUs, and the workload worker (started as soon as the checks are collected, so that its
-framework import overlaps the checks before the workloads)."""
+"""Shared fixtures of the smoke checks: the options the runner passed (smoke_tests/plugin.py), level
+settings, the GPU diagnosis and its NVML picture, the framework's GPUs, the workloads' data, and the
+workload worker (started as soon as the checks are collected, so that its framework import overlaps the
+checks before the workloads)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +13,27 @@ import pytest
 
 from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor import system as gpu_system
-from smoke_tests import backend
-from smoke_tests.plugin import check, out_dir  # noqa: F401 - `check` also when pytest runs these directly
-from smoke_tests.speed import level_settings, settings
-from smoke_tests.worker import ENTRY, WorkloadWorker
+from smoke_tests import framework_ops
+from smoke_tests.plugin import SmokeOptions, options
+from smoke_tests.settings import level_settings, settings
+from smoke_tests.worker import WorkloadWorker
+
+# The plugin's options and `check` fixture also when pytest runs these checks directly (the runner loads
+# it with -p; pytest registers it once).
+pytest_plugins = ("smoke_tests.plugin",)
 
 WORKLOAD_MODULE = "test_3_workloads.py"
 _WORKER = pytest.StashKey[tuple[WorkloadWorker, str]]()
 
 
-def isolation() -> str:
-    """How the workloads run: "worker" (default) or "subprocess" (each in a fresh interpreter)."""
-    return os.environ.get("SMOKE_ISOLATION") or "worker"
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     items = [i for i in session.items if i.nodeid.split("::")[0].endswith(WORKLOAD_MODULE)]
-    if not items or isolation() != "worker":
+    opts = options(session.config)
+    if not items or opts.isolation != "worker":
         return
     names = [i.callspec.params["name"] for i in items]
-    # Test hook: a stand-in for the workloads' CLI that crashes or hangs (tests/smoke/test_worker.py).
-    entry = os.environ.get("SMOKE_WORKER_ENTRY") or ENTRY
-    worker = WorkloadWorker(out_dir() / "workloads" / "worker.log", names, entry)
+    # --smoke-worker-entry: a test hook, a stand-in for the workloads' CLI (tests/smoke/test_worker.py).
+    worker = WorkloadWorker(opts.out / "workloads" / "worker.log", names, opts.worker_entry)
     worker.start()
     session.config.stash[_WORKER] = (worker, items[-1].nodeid)
 
@@ -60,21 +59,42 @@ def workload_worker(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def level() -> dict[str, Any]:
-    return level_settings(os.environ.get("SMOKE_LEVEL", "quick"))
+def level(smoke_options: SmokeOptions) -> dict[str, Any]:
+    return level_settings(smoke_options.level)
 
 
 @pytest.fixture(scope="session")
-def report_dir() -> Path:
-    path = out_dir()
+def report_dir(smoke_options: SmokeOptions) -> Path:
+    path = smoke_options.out
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 @pytest.fixture(scope="session")
+def require_gpu(smoke_options: SmokeOptions) -> bool:
+    """No NVIDIA GPU is a failure (--require-gpu / REQUIRE_GPU=1 at the runner)."""
+    return smoke_options.require_gpu
+
+
+@pytest.fixture(scope="session")
+def workload_data(smoke_options: SmokeOptions) -> tuple[Path | None, str]:
+    """MNIST data for the workloads and the ladder, and where it came from: the user's (--data), the
+    settings' default, or None: the workloads' own chain."""
+    from workloads.data import KNOWN_DATASETS
+
+    if smoke_options.data is not None:
+        return smoke_options.data, "configured (--data)"
+    default = settings()["data"]["default"]
+    installed = KNOWN_DATASETS.get(default, {}).get("debian_path")
+    if installed and Path(installed).is_dir():
+        return Path(installed), f"settings [data] default: {default} (Debian's package)"
+    return None, "none installed: the workloads' own chain (Keras's MNIST, else the digits fallback)"
+
+
+@pytest.fixture(scope="session")
 def diagnosis(report_dir: Path) -> Diagnosis:
     """The layered GPU diagnosis without importing the framework (the framework checks do that part)."""
-    result = diagnose(gpu_system.current(), backend.name(), ask_framework=False, ask_compute=False)
+    result = diagnose(gpu_system.current(), framework_ops.name(), ask_framework=False, ask_compute=False)
     (report_dir / "system.json").write_text(json.dumps(result.nvml, default=str))  # the report's GPU section
     (report_dir / "diagnosis.json").write_text(json.dumps(result.to_dict(), default=str))
     return result
@@ -88,7 +108,7 @@ def system(diagnosis: Diagnosis) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def framework_gpus() -> list[str]:
-    return backend.gpu_devices()
+    return framework_ops.gpu_devices()
 
 
 @pytest.fixture(scope="session")
@@ -105,5 +125,5 @@ def need_gpu(system: dict[str, Any], framework_gpus: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def seed() -> int:
-    return int(os.environ.get("SMOKE_SEED", settings()["framework"]["seed"]))
+def seed(smoke_options: SmokeOptions) -> int:
+    return smoke_options.seed

@@ -1,6 +1,6 @@
 """System checks: the GPU doctor's layered diagnosis (gpu_doctor), one check per layer, and hostile
 environment variables. With an NVIDIA GPU on the machine, any broken layer fails here (never a skip);
-without one the layers are n/a, unless REQUIRE_GPU=1."""
+without one the layers are n/a, unless the GPU is required (--require-gpu / REQUIRE_GPU=1)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,14 @@ LAYERS = (
 )
 
 
-def _require_gpu() -> bool:
-    return os.environ.get("REQUIRE_GPU", "") not in ("", "0", "false", "no")
-
-
-def test_gpu_found(check: CheckRecord, diagnosis: Diagnosis) -> None:
+def test_gpu_found(check: CheckRecord, diagnosis: Diagnosis, require_gpu: bool) -> None:
     hardware = diagnosis.layer("hardware")
     check.detail("hardware", hardware.facts)
     if diagnosis.staged_root:
         check.warn(f"staged root {diagnosis.staged_root} (test hook GPU_DOCTOR_ROOT): not this machine")
     if not diagnosis.gpu_found:
         message = f"no NVIDIA GPU found: {diagnosis.no_gpu_reason}"
-        if _require_gpu():
+        if require_gpu:
             pytest.fail(f"{message} (REQUIRE_GPU=1)")
         pytest.skip(message)
     check.figure(

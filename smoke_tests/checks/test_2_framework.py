@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from gpu_doctor.framework import explain_failure
-from smoke_tests import backend
+from smoke_tests import framework_ops
 from smoke_tests.plugin import CheckRecord
-from smoke_tests.speed import settings
+from smoke_tests.settings import settings
 
 
 def explain(err: BaseException, system: dict[str, Any]) -> str:
@@ -32,19 +32,19 @@ def run_explained(system: dict[str, Any], fn: Any, *args: Any) -> Any:
 
 
 def test_gpu_visible(check: CheckRecord, system: dict[str, Any], framework_gpus: list[str]) -> None:
-    check.detail("framework", f"{backend.name()} {backend.framework_version()}")
+    check.detail("framework", f"{framework_ops.name()} {framework_ops.framework_version()}")
     check.detail("framework_gpus", framework_gpus)
     nvml_count = len(system["gpus"])
     if nvml_count == 0 and not framework_gpus:
         pytest.skip("n/a: no GPU (see system/gpu_found)")
     if not framework_gpus:
-        reason = backend.gpu_reason() or "it gave no reason"
+        reason = framework_ops.gpu_reason() or "it gave no reason"
         pytest.fail(
-            f"NVML sees {nvml_count} GPU(s) but {backend.name()} sees none; it says: {reason} (the "
+            f"NVML sees {nvml_count} GPU(s) but {framework_ops.name()} sees none; it says: {reason} (the "
             "system/layer checks above name the broken layer; python -m smoke_tests doctor shows them)"
         )
     if nvml_count and len(framework_gpus) != nvml_count:
-        check.warn(f"NVML sees {nvml_count} GPUs, {backend.name()} sees {len(framework_gpus)}")
+        check.warn(f"NVML sees {nvml_count} GPUs, {framework_ops.name()} sees {len(framework_gpus)}")
 
 
 def test_matmul_gpu_matches_cpu(
@@ -55,8 +55,8 @@ def test_matmul_gpu_matches_cpu(
         rng.standard_normal((512, 512), dtype=np.float32),
         rng.standard_normal((512, 512), dtype=np.float32),
     )
-    gpu = run_explained(system, backend.matmul_numpy, a, b, "gpu")
-    cpu = backend.matmul_numpy(a, b, "cpu")
+    gpu = run_explained(system, framework_ops.matmul_numpy, a, b, "gpu")
+    cpu = framework_ops.matmul_numpy(a, b, "cpu")
     rel = float(np.linalg.norm(gpu - cpu) / np.linalg.norm(cpu))
     limit = settings()["framework"]["matmul_rel_error_max"]
     check.figure("relative_error", rel, "", limit=limit)
@@ -86,7 +86,7 @@ def test_convolution_forward_backward(
 
     rng = np.random.default_rng(seed)
     x, y = rng.random((32, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 32)
-    with keras.device(backend.keras_device(device)):
+    with keras.device(framework_ops.keras_device(device)):
         model = run_explained(system, _conv_model, keras, seed)
         before = [w.copy() for w in model.get_weights()]
         losses = [float(run_explained(system, model.train_on_batch, x, y)) for _ in range(3)]
@@ -108,9 +108,9 @@ def test_convolution_forward_backward(
 
 
 def test_xla_compiles(check: CheckRecord, device: str, seed: int, system: dict[str, Any]) -> None:
-    if backend.name() == "torch":
+    if framework_ops.name() == "torch":
         pytest.skip("n/a: the torch backend does not use XLA")
-    compiled, plain = run_explained(system, backend.xla_compile_and_run, device, seed)
+    compiled, plain = run_explained(system, framework_ops.xla_compile_and_run, device, seed)
     check.detail("device", device)
     assert np.isclose(compiled, plain, rtol=1e-3), f"XLA result {compiled} differs from the plain {plain}"
 
@@ -125,7 +125,7 @@ def test_mixed_precision(check: CheckRecord, device: str, seed: int, system: dic
     try:
         rng = np.random.default_rng(seed)
         x, y = rng.random((64, 32), dtype=np.float32), rng.integers(0, 10, 64)
-        with keras.device(backend.keras_device(device)):
+        with keras.device(framework_ops.keras_device(device)):
             keras.utils.set_random_seed(seed)
             model = keras.Sequential(
                 [

@@ -1,13 +1,12 @@
 """The workloads, through their CLI, judged by the thresholds of their one data file.
 
 They run in the workload worker (smoke_tests/worker.py: one process that imports the framework once), or,
-with `--isolation subprocess` ($SMOKE_ISOLATION), each in a fresh `python -m workloads` as before.
+with `--isolation subprocess`, each in a fresh `python -m workloads` as before.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,42 +15,38 @@ from typing import Any
 
 import pytest
 
-from smoke_tests import backend, timing
-from smoke_tests.plugin import CheckRecord
-from smoke_tests.speed import level_settings, settings
+from smoke_tests import framework_ops, timing
+from smoke_tests.plugin import CheckRecord, options
+from smoke_tests.settings import level_settings
 from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
+from workloads.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_THRESHOLD_FAILED
 
-WORKLOADS = level_settings(os.environ.get("SMOKE_LEVEL", "quick"))["workloads"]
-EXIT_MEANING = {1: "a threshold failed", 2: "bad input", 3: "training diverged (NaN)", 130: "interrupted"}
-
-
-def data_dir() -> tuple[Path | None, str]:
-    """MNIST data for the workloads: the user's ($SMOKE_DATA), the settings' default, or the workloads'
-    own chain."""
-    from workloads.data import KNOWN_DATASETS
-
-    if os.environ.get("SMOKE_DATA"):
-        return Path(os.environ["SMOKE_DATA"]), "configured ($SMOKE_DATA / --data)"
-    default = settings()["data"]["default"]
-    installed = KNOWN_DATASETS.get(default, {}).get("debian_path")
-    if installed and Path(installed).is_dir():
-        return Path(installed), f"settings [data] default: {default} (Debian's package)"
-    return None, "none installed: the workloads' own chain (Keras's MNIST, else the digits fallback)"
+EXIT_MEANING = {
+    EXIT_THRESHOLD_FAILED: "a threshold failed",
+    EXIT_BAD_INPUT: "bad input",
+    EXIT_DIVERGED: "training diverged (NaN)",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 
-def workload_command(name: str, out: Path, level: dict[str, Any], seed: int) -> list[str]:
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One check per workload of the level the runner chose (--smoke-level)."""
+    if "name" in metafunc.fixturenames:
+        metafunc.parametrize("name", level_settings(options(metafunc.config).level)["workloads"])
+
+
+def workload_command(name: str, out: Path, level: dict[str, Any], seed: int, data: Path | None) -> list[str]:
     """`python -m workloads ...` for one workload: its CLI arguments are `cmd[3:]`."""
     cmd = [sys.executable, "-m", "workloads", name, *level["workload_args"], "--out", str(out)]
     # The suite's seed: the thresholds are calibrated over seeds 0..9 (benchmarks/results/calibration/).
-    cmd += ["--seed", str(seed), "--backend", backend.name()]
+    cmd += ["--seed", str(seed), "--backend", framework_ops.name()]
     if name == "mnist":
         cmd += ["--stage", "5"]
     if name == "transfer":
         cmd += level["transfer_args"]
-    if name in ("mnist", "convnet-viz", "transfer"):  # transfer --base self reads MNIST-format data
-        data, _ = data_dir()
-        if data is not None:
-            cmd += ["--data", str(data)]
+    # transfer --base self reads MNIST-format data
+    if name in ("mnist", "convnet-viz", "transfer") and data is not None:
+        cmd += ["--data", str(data)]
     return cmd
 
 
@@ -69,23 +64,24 @@ def run_subprocess(cmd: list[str], log: Path, limit: float) -> Outcome:
     return Outcome(code, time.monotonic() - t0, 0.0)
 
 
-@pytest.mark.parametrize("name", WORKLOADS)
 def test_workload(
     name: str,
     check: CheckRecord,
     level: dict[str, Any],
     report_dir: Path,
     seed: int,
+    workload_data: tuple[Path | None, str],
     workload_worker: WorkloadWorker | None,
 ) -> None:
     out = report_dir / "workloads" / name
-    cmd = workload_command(name, out, level, seed)
+    data, origin = workload_data
+    cmd = workload_command(name, out, level, seed, data)
     check.detail("command", " ".join(cmd[1:]))
     check.detail("isolation", "worker" if workload_worker else "subprocess")
     if workload_worker is not None and workload_worker.entry != ENTRY:
-        check.warn(f"test hook SMOKE_WORKER_ENTRY={workload_worker.entry}: not the real workloads")
+        check.warn(f"test hook --smoke-worker-entry={workload_worker.entry}: not the real workloads")
     if "--data" in cmd:
-        check.detail("data", {"path": cmd[cmd.index("--data") + 1], "origin": data_dir()[1]})
+        check.detail("data", {"path": cmd[cmd.index("--data") + 1], "origin": origin})
     log = report_dir / "workloads" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
@@ -105,7 +101,7 @@ def test_workload(
     if outcome.exit is None:
         pytest.fail(f"workload {name}: {outcome.error} (log: {log.name})")
     tail = (log.read_text(errors="replace").strip().splitlines() if log.is_file() else [])[-1:] or [""]
-    if outcome.exit == 2 and "invalid choice" in tail[0]:
+    if outcome.exit == EXIT_BAD_INPUT and "invalid choice" in tail[0]:
         pytest.fail(f"workload {name!r} is not available in this version of `workloads`")
     assert result is not None, f"workload {name} wrote no result.json (exit {outcome.exit}: {tail[0][:200]})"
     code = outcome.exit

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from smoke_tests import backend
+from smoke_tests import framework_ops
 from smoke_tests.plugin import CheckRecord
 from smoke_tests.speed import (
-    InvalidMeasurement,
+    check_not_throttled,
     expected_for,
     judge,
     pcie_theoretical_gbs,
@@ -36,7 +37,7 @@ def _time_warmup_and_repeats(check: CheckRecord, seconds: float, repeats: list[f
     check.time("steady", sum(repeats))
 
 
-@pytest.mark.parametrize("precision", backend.PRECISIONS)
+@pytest.mark.parametrize("precision", framework_ops.PRECISIONS)
 def test_matmul_tflops(
     precision: str, check: CheckRecord, level: dict[str, Any], system: dict[str, Any], device: str, seed: int
 ) -> None:
@@ -51,7 +52,7 @@ def test_matmul_tflops(
             )
     n, steps, repeats = level["matmul_n"][device], level["matmul_steps"][device], level["repeats"]
     started = time.perf_counter()
-    run = backend.matmul_runner(n, precision, device, steps, seed)
+    run = framework_ops.matmul_runner(n, precision, device, steps, seed)
     check.time("data", time.perf_counter() - started)
     started = time.perf_counter()
     with timed_window(check, f"matmul {precision}", device == "gpu") as window:
@@ -76,8 +77,7 @@ def test_matmul_tflops(
     check.detail("verdict", f"{device}: {verdict}")
     if device == "cpu":
         check.detail("note", "CPU: reported only (no expected figure)")
-    if events := throttle_events(window.samples):
-        raise InvalidMeasurement(f"matmul {precision}: invalid, the GPU throttled ({', '.join(events)})")
+    check_not_throttled({window.label: window.samples})
     assert ok, f"matmul {precision}: {verdict}"
 
 
@@ -85,7 +85,7 @@ def test_host_to_device_bandwidth(
     check: CheckRecord, need_gpu: None, level: dict[str, Any], system: dict[str, Any]
 ) -> None:
     mib, steps = level["h2d_mib"], level["h2d_steps"]
-    run = backend.h2d_runner(mib, steps)
+    run = framework_ops.h2d_runner(mib, steps)
     started = time.perf_counter()
     with timed_window(check, "host-to-device copy", True) as window:
         times = time_repeats(run, level["repeats"])
@@ -97,8 +97,7 @@ def test_host_to_device_bandwidth(
         "h2d_gbs", stats["median"], "GB/s", better="higher", spread=stats["spread"], pcie_theoretical_gbs=link
     )
     check.detail("note", "reported only: depends on the slot and on pinned vs pageable host memory")
-    if events := throttle_events(window.samples):
-        raise InvalidMeasurement(f"host-to-device: invalid, the GPU throttled ({', '.join(events)})")
+    check_not_throttled({window.label: window.samples})
 
 
 # The ladder: each rung adds one change to the one before (cumulative), as in the codelab's advice.
@@ -112,11 +111,9 @@ RUNGS = (
 )
 
 
-def _ladder_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from smoke_tests.checks.test_3_workloads import data_dir
+def _ladder_data(path: Path | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     from workloads.data import load_idx_dir
 
-    path, _ = data_dir()
     if path is not None:
         ds = load_idx_dir(path)
         return ds.x_train[:n], ds.y_train[:n].astype("int32")
@@ -163,7 +160,7 @@ def _rung_images_per_s(
     keras.config.set_dtype_policy(mixed if cfg.get("mixed") else "float32")
     marks: list[float] = []
     try:
-        with keras.device(backend.keras_device(device)):
+        with keras.device(framework_ops.keras_device(device)):
             keras.utils.set_random_seed(seed)
             model = build_model(stage_config(5, batch_size=batch, jit_compile=bool(cfg.get("jit")),
                                              steps_per_execution=spe))  # fmt: skip
@@ -203,12 +200,18 @@ def _has_tf() -> bool:
     return True
 
 
-def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str, seed: int) -> None:
+def test_training_ladder(
+    check: CheckRecord,
+    level: dict[str, Any],
+    device: str,
+    seed: int,
+    workload_data: tuple[Path | None, str],
+) -> None:
     started = time.perf_counter()
-    x, y = _ladder_data(level["ladder_train_images"], seed)
+    x, y = _ladder_data(workload_data[0], level["ladder_train_images"], seed)
     check.time("data", time.perf_counter() - started)
     cfg: dict[str, Any] = {}
-    ladder, invalid = [], []
+    ladder, windows = [], {}
     cpu_baseline = None
     if device == "gpu":
         cpu_baseline = summarize(_rung_images_per_s({}, x, y, level, "cpu", seed, check))
@@ -221,9 +224,7 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
         with timed_window(check, f"ladder: {label}", device == "gpu") as window:
             stats = summarize(_rung_images_per_s(cfg, x, y, level, device, seed, check))
         wall = time.perf_counter() - started
-        events = throttle_events(window.samples)
-        if events:
-            invalid.append(f"{label} ({', '.join(events)})")
+        windows[window.label] = window.samples
         ratio = stats["median"] / cpu_baseline["median"] if cpu_baseline else None
         ladder.append(
             {
@@ -231,7 +232,7 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
                 "images_per_s": stats["median"],
                 "spread": stats["spread"],
                 "gpu_cpu_ratio": ratio,
-                "valid": not events,
+                "valid": not throttle_events(window.samples),
                 "wall_s": round(wall, 1),
             }
         )
@@ -249,5 +250,4 @@ def test_training_ladder(check: CheckRecord, level: dict[str, Any], device: str,
     started = time.perf_counter()
     check.plot(ladder_chart(ladder, check.out_dir / "ladder.png", device))
     check.time("plots", time.perf_counter() - started)
-    if invalid:
-        raise InvalidMeasurement("ladder rungs measured while the GPU throttled: " + "; ".join(invalid))
+    check_not_throttled(windows)

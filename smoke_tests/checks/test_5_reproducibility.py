@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from smoke_tests import backend
+from smoke_tests import framework_ops
 from smoke_tests.plugin import CheckRecord
 
 
@@ -18,7 +18,7 @@ def _train_checksum(seed: int, device: str) -> str:
     seed_everything(seed, deterministic=True)
     rng = np.random.default_rng(seed)
     x, y = rng.standard_normal((256, 16), dtype=np.float32), rng.integers(0, 2, 256)
-    with keras.device(backend.keras_device(device)):
+    with keras.device(framework_ops.keras_device(device)):
         model = keras.Sequential(
             [
                 keras.Input((16,)),

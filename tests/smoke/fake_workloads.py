@@ -1,5 +1,5 @@
 """A stand-in for `workloads.cli.main` in the workload worker
-(SMOKE_WORKER_ENTRY=tests.smoke.fake_workloads:main): each workload crashes, hangs, raises, exits or passes
+(--smoke-worker-entry=tests.smoke.fake_workloads:main): each workload crashes, hangs, raises, exits or passes
 on demand, in milliseconds and without a framework.
 
 What each does comes from $FAKE_WORKLOADS, e.g. "moons=crash,mnist=hang,transfer=raise" (default: pass).

@@ -17,7 +17,7 @@ from pathlib import Path
 import pynvml
 
 from gpu_doctor import nvml, system
-from smoke_tests import backend
+from smoke_tests import framework_ops
 from tests.gpu_doctor.staging import H100_NVML, Machine
 from tests.smoke.fake_nvml import FakeNvml
 
@@ -33,4 +33,4 @@ _machine = Machine.healthy_h100(_root)
 
 system.current = lambda env=None: _machine.boundary()
 nvml.import_pynvml = _telemetry_nvml
-backend.gpu_devices = lambda: ["/physical_device:GPU:0 (pretend)"]
+framework_ops.gpu_devices = lambda: ["/physical_device:GPU:0 (pretend)"]

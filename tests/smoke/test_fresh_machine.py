@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smoke_tests.speed import HERE as SMOKE_DIR
+from smoke_tests.settings import HERE as SMOKE_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -128,7 +128,7 @@ def test_fingerprint_is_complete(report: dict[str, Any]) -> None:
     fp = report["fingerprint"]
     assert fp["lock_sha256"] == hashlib.sha256((ROOT / "uv.lock").read_bytes()).hexdigest()
     assert fp["git_revision"] and fp["packages"]["keras"] and fp["python"]
-    from smoke_tests.speed import settings
+    from smoke_tests.settings import settings
 
     assert fp["smoke_settings"]["level"] == "quick"
     assert fp["smoke_settings"]["seed"] == settings()["framework"]["seed"]  # 0 is a seed too

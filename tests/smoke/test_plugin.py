@@ -36,11 +36,11 @@ def test_skips(check):
 def test_results_timeout_and_invalid(tmp_path: Path) -> None:
     (tmp_path / "test_9_demo.py").write_text(CHECKS)
     results = tmp_path / "results.jsonl"
-    env = {**os.environ, "SMOKE_RESULTS": str(results), "SMOKE_OUT": str(tmp_path)}
-    env["PYTHONPATH"] = os.getcwd()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(tmp_path / "test_9_demo.py"), "-p", "smoke_tests.plugin",
-         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-o", "addopts=", "--timeout=2", "-q"],
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "-o", "addopts=", "--timeout=2", "-q",
+         f"--smoke-results={results}", f"--smoke-out={tmp_path}"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout[-2000:]

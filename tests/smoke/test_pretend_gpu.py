@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smoke_tests.speed import settings
+from smoke_tests.settings import settings
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

@@ -24,11 +24,13 @@ def test_time_repeats_excludes_warmup() -> None:
 def test_throttle_rule() -> None:
     quiet = [{"clock_events": []}, {"clock_events": ["gpu_idle"]}, {"clock_events": ["sw_power_cap"]}]
     assert speed.throttle_events(quiet) == []
-    speed.check_not_throttled(quiet, "window")  # the power cap alone does not invalidate
+    speed.check_not_throttled({"window": quiet})  # the power cap alone does not invalidate
     hot = [*quiet, {"clock_events": ["hw_thermal_slowdown", "sw_power_cap"]}, {"clock_events": "n/a"}]
     assert speed.throttle_events(hot) == ["hw_thermal_slowdown"]
-    with pytest.raises(speed.InvalidMeasurement, match=r"invalid.*hw_thermal_slowdown"):
-        speed.check_not_throttled(hot, "matmul")
+    with pytest.raises(speed.InvalidMeasurement, match=r"invalid.*during matmul \(hw_thermal_slowdown\)$"):
+        speed.check_not_throttled({"matmul": hot})
+    with pytest.raises(speed.InvalidMeasurement, match=r"during ladder: XLA \(hw_thermal_slowdown\)$"):
+        speed.check_not_throttled({"ladder: baseline": quiet, "ladder: XLA": hot})  # the rungs that throttled
 
 
 def test_expected_table_lookup_and_judgement() -> None:

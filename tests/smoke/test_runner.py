@@ -140,3 +140,25 @@ def test_the_doctor_and_the_runner_import_no_framework() -> None:
     if json.loads("\n".join(diagnosis))["gpu_found"]:
         pytest.skip("a GPU is here: the doctor's framework layer imports the framework, as it should")
     assert imported == "[]", proc.stdout[-500:]
+
+
+def test_a_bad_smoke_seed_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "SMOKE_SEED": "seven"}
+    proc = subprocess.run([sys.executable, "-m", "smoke_tests", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == "smoke_tests: error: SMOKE_SEED='seven': not an integer\n"
+
+
+def test_the_runner_hands_its_settings_to_the_checks_as_options(tmp_path: Path) -> None:
+    """REQUIRE_GPU and SMOKE_SEED are read by the runner, which hands them on as --smoke-* options."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMOKE_")}
+    env.update({"REQUIRE_GPU": "1", "SMOKE_SEED": "7"})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "smoke_tests", "-k", "gpu_found", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    data = json.loads((out / "report.json").read_text())
+    assert data["fingerprint"]["smoke_settings"]["seed"] == 7 and data["require_gpu"] is True
+    (gpu_found,) = data["checks"]
+    if not data["gpu"]["available"]:  # the check process saw --smoke-require-gpu: no GPU is a failure
+        assert proc.returncode == 1 and gpu_found["status"] == "failed", proc.stdout[-2000:]
+        assert "REQUIRE_GPU=1" in gpu_found["message"]

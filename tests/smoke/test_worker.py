@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from smoke_tests import timing
-from smoke_tests.speed import HERE as SMOKE_DIR
+from smoke_tests.settings import HERE as SMOKE_DIR
 from smoke_tests.worker import WorkloadWorker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_the_report_is_written_with_a_crashing_and_a_hanging_workload(tmp_path: 
     env = {
         **os.environ,
         "SMOKE_SETTINGS": str(quick_settings(tmp_path, 8)),
-        "SMOKE_WORKER_ENTRY": FAKE,
+        "PYTEST_ADDOPTS": f"--smoke-worker-entry={FAKE}",  # the check process's option, a test hook
     }
     proc = subprocess.run(
         [sys.executable, "-m", "smoke_tests", "-k", "workload or environment_variables", "--out", str(out)],
