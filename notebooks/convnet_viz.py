@@ -41,7 +41,8 @@ import numpy as np
 from IPython.display import Image, display
 
 from workloads import convnet_viz as viz
-from workloads import data, plots, thresholds
+from workloads import plots, thresholds
+from workloads.recipe_common import level
 
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -49,14 +50,8 @@ OUT.mkdir(parents=True, exist_ok=True)
 # ## Data: digits on 56x56 canvases, with the box of each digit
 
 # %%
-cfg = viz.config()
-ds = data.load_mnist(DATA)
-ds = data.subset(
-    ds,
-    cfg.quick_train_images if QUICK else cfg.train_images,
-    cfg.quick_test_canvases if QUICK else cfg.test_canvases,
-    seed=SEED,
-)
+cfg = viz.VizConfig()
+ds = viz.load_data(DATA, cfg, QUICK, seed=SEED)
 x, y, _ = viz.make_canvases(ds.x_train, ds.y_train, cfg.canvas, cfg.copies, SEED, cfg.ink_threshold)
 test_x, test_y, boxes = viz.make_canvases(ds.x_test, ds.y_test, cfg.canvas, 1, SEED + 1, cfg.ink_threshold)
 x_test = viz.prepare(test_x)
@@ -70,7 +65,7 @@ model = viz.build_canvas_model(cfg.canvas, len(ds.classes), cfg.learning_rate)
 model.summary()
 
 # %%
-epochs = cfg.quick_epochs if QUICK else cfg.epochs
+epochs = viz.epochs_for(cfg, QUICK)
 recorder = viz.train(model, viz.prepare(x), y, cfg, epochs)
 test_accuracy = float(np.mean(np.argmax(model.predict(x_test, verbose=0), axis=-1) == test_y))
 print(f"{epochs} epochs, test accuracy {test_accuracy:.3f}")
@@ -122,7 +117,7 @@ metrics = {
     "activation_shape_mismatches": sum(not c["shape_ok"] for c in activation_checks.values()),
     **filter_checks,
 }
-rules = thresholds.thresholds_for("convnet_viz", "canvas", "quick" if QUICK else "full", ds.name)
+rules = thresholds.thresholds_for("convnet_viz", "canvas", level(QUICK), ds.name)
 verdicts = thresholds.check(metrics, rules)
 print(verdicts or f"no threshold for {ds.name} at this level: reported only")
 assert all(v["passed"] for v in verdicts.values()), f"threshold not met: {verdicts}"

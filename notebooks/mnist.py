@@ -39,6 +39,7 @@ seed_everything(SEED)
 from IPython.display import Image, display
 
 from workloads import mnist, plots, thresholds
+from workloads.recipe_common import level
 
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -72,7 +73,7 @@ print(f"{epochs} epoch(s), validation accuracy per epoch: {history['val_accuracy
 
 # %%
 metrics = mnist.evaluate(model, ds, cfg)
-rules = thresholds.thresholds_for("mnist", f"stage{STAGE}", "quick" if QUICK else "full", ds.name)
+rules = thresholds.thresholds_for("mnist", f"stage{STAGE}", level(QUICK), ds.name)
 verdicts = thresholds.check(metrics, rules)
 print(metrics)
 print(verdicts or f"no threshold for {ds.name} at this level: reported only")

@@ -37,6 +37,7 @@ seed_everything(SEED)
 from IPython.display import Image, display
 
 from workloads import moons, plots, thresholds
+from workloads.recipe_common import level
 
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +67,7 @@ print(f"{len(history['loss'])} epochs, final validation accuracy {history['val_a
 
 # %%
 metrics = moons.evaluate(model, data)
-rules = thresholds.thresholds_for("moons", "default", "quick" if QUICK else "full", "generated")
+rules = thresholds.thresholds_for("moons", "default", level(QUICK), "generated")
 verdicts = thresholds.check(metrics, rules)
 print(metrics)
 print(verdicts)

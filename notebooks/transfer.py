@@ -44,6 +44,7 @@ from IPython.display import Image, display
 
 from workloads import data, thresholds
 from workloads import transfer_self as ts
+from workloads.recipe_common import level
 
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -73,7 +74,7 @@ print(metrics)
 trials = ts.FewLabelDraws(model.get_layer("base"), cfg, parts["test"])
 rng = np.random.default_rng(SEED)
 draws = []
-for i in range(cfg.quick_draws if QUICK else cfg.draws):
+for i in range(ts.draws_for(cfg, QUICK)):
     draws.append(trials.run(*ts.draw_few(parts["pool"], cfg.labels_per_class, rng), rng))
     print(f"draw {i}: {draws[-1]}")
 metrics.update(ts.summarize(draws))
@@ -85,7 +86,7 @@ display(
 # ## Against the project's thresholds
 
 # %%
-rules = thresholds.thresholds_for("transfer", "self", "quick" if QUICK else "full", ds.name)
+rules = thresholds.thresholds_for("transfer", "self", level(QUICK), ds.name)
 verdicts = thresholds.check(metrics, rules)
 print(verdicts)
 assert verdicts and all(v["passed"] for v in verdicts.values()), f"threshold not met: {verdicts}"

@@ -19,7 +19,12 @@ def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("common options")
     g.add_argument("--quick", action="store_true", help="small, fast version (smoke tests, CI)")
-    g.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        help="passes over the training data, with or without --quick (transfer: of its first phase, "
+        "pretraining for self, the new head for inception_v3); default: the recipe's for the level",
+    )
     g.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     g.add_argument("--learning-rate", type=float, help="override the recipe's learning rate")
     g.add_argument("--data", type=Path, help="folder with the dataset (MNIST-format IDX files, or images)")
@@ -133,11 +138,26 @@ def dispatch(args: argparse.Namespace) -> int:
         allow_download=not args.no_download,
     )
     seed_everything(args.seed, args.deterministic)
-    return workload_main(ctx, args)
+    return workload_main(ctx, **workload_parameters(args))
+
+
+def workload_parameters(args: argparse.Namespace) -> dict:
+    """The command line as the workload's `main` takes it: plain keyword parameters."""
+    params = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    if args.workload == "moons":  # generated data: no --data
+        return params
+    params["data_dir"] = args.data
+    if args.workload == "mnist":
+        return {**params, "stage": args.stage, "ladder": args.ladder, "resume": args.resume}
+    if args.workload == "convnet-viz":
+        viz = ("model", "image", "weights", "layer", "cam_layer")
+        return {**params, **{name: getattr(args, name) for name in viz}}
+    transfer = ("base", "weights", "labels_per_class", "draws")
+    return {**params, **{name: getattr(args, name) for name in transfer}}
 
 
 def _workload_main(name: str):
-    """The workload's `main(ctx, args)`, its module imported."""
+    """The workload's `main(ctx, **parameters)`, its module imported."""
     if name == "moons":
         from workloads import moons
 

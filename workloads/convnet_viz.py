@@ -23,6 +23,8 @@ import numpy as np
 from workloads import backend, data, plots
 from workloads.errors import InputError
 from workloads.gradients import value_and_grad
+from workloads.recipe_common import check_weights, no_timings, weights_option, with_overrides
+from workloads.recipe_common import prepare_images as prepare
 from workloads.run import RunContext
 from workloads.training import RunRecorder
 
@@ -48,11 +50,29 @@ class VizConfig:
     xception_cam_layer: str = "block14_sepconv2_act"  # the book's last convolutional layer of Xception
 
 
-def config(**overrides) -> VizConfig:
-    return VizConfig(**{k: v for k, v in overrides.items() if v is not None})
+def epochs_for(cfg: VizConfig, quick: bool) -> int:
+    return cfg.quick_epochs if quick else cfg.epochs
 
 
 # --- Data ---------------------------------------------------------------------------------------------------
+def load_data(
+    data_dir: Path | None,
+    cfg: VizConfig,
+    quick: bool,
+    seed: int = 0,
+    allow_download: bool = True,
+    shuffle_labels: bool = False,
+) -> data.ImageDataset:
+    """The digits the canvases are made of: the level's number of training images and test canvases;
+    `shuffle_labels` (the negative control) before the subset is taken."""
+    ds = data.load_mnist(data_dir, allow_download)
+    if shuffle_labels:
+        ds = data.shuffled_labels(ds, seed)
+    train_n = cfg.quick_train_images if quick else cfg.train_images
+    test_n = cfg.quick_test_canvases if quick else cfg.test_canvases
+    return data.subset(ds, train_n, test_n, seed=seed)
+
+
 def ink_box(image: np.ndarray, threshold: int) -> tuple[int, int, int, int]:
     """(top, left, bottom, right), bottom/right exclusive, of pixels >= threshold (whole image if none)."""
     rows, cols = np.nonzero(image >= threshold)
@@ -84,11 +104,6 @@ def make_canvases(
         t, lft, b, r = ink_box(img, threshold)
         boxes[i] = (top + t, left + lft, top + b, left + r, top, left, top + h, left + w)
     return out, np.tile(labels, copies), boxes
-
-
-def prepare(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W) to float32 in [0, 1] with a channel axis."""
-    return (images.astype("float32") / 255.0)[..., None]
 
 
 # --- Model --------------------------------------------------------------------------------------------------
@@ -377,8 +392,7 @@ def load_photo(path: Path, size: tuple[int, int]) -> np.ndarray:
 
 def xception_model(weights: str | Path | None = "imagenet") -> keras.Model:
     """Xception with its ImageNet classifier: `imagenet` (Keras cache or download), a local file, or None."""
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise InputError(f"--weights {weights}: no such file")
+    check_weights(weights)
     try:
         return keras.applications.Xception(weights=weights)
     except Exception as exc:  # download failure, wrong file
@@ -498,7 +512,7 @@ def visualize(
         model, layer_name, filters, cfg.filter_steps, cfg.filter_step_size, seed=ctx.seed
     )
     ctx.phase("plots")
-    ctx.partial["plots"] += [
+    ctx.record.plots += [
         plot_activations(maps, sample, ctx.out_dir / "activations.png", cfg.channels_shown),
         plot_filters(images, filters, layer_name, ctx.out_dir / "filter_patterns.png"),
     ]
@@ -513,38 +527,41 @@ def visualize(
     }
 
 
-def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
-    """Data, model (trained on canvases, or --model), the three techniques, the pointing game."""
-    p = ctx.partial
-    p.update(device=backend.device_description(), plots=[])
+def run(
+    ctx: RunContext,
+    cfg: VizConfig,
+    data_dir: Path | None,
+    model_path: Path | None = None,
+    layer: str | None = None,
+    cam_layer: str | None = None,
+) -> None:
+    """Data, model (trained on canvases, or the saved `model_path`), the three techniques, the pointing game;
+    `layer`/`cam_layer` None: the last Conv2D / the last feature maps."""
+    record = ctx.record
+    record.device = backend.device_description()
     ctx.phase("data")
-    ds = data.load_mnist(data_dir, ctx.allow_download)
-    if ctx.negative_control:
-        ds = data.shuffled_labels(ds, ctx.seed)
-    train_n = cfg.quick_train_images if ctx.quick else cfg.train_images
-    test_n = cfg.quick_test_canvases if ctx.quick else cfg.test_canvases
-    ds = data.subset(ds, train_n, test_n, seed=ctx.seed)
-    p["dataset"] = {**ds.describe(), "canvas": cfg.canvas}
-    epochs = cfg.quick_epochs if ctx.quick else cfg.epochs
-    p["hyperparameters"] = {**asdict(cfg), "epochs_run": epochs}
+    ds = load_data(data_dir, cfg, ctx.quick, ctx.seed, ctx.allow_download, ctx.negative_control)
+    record.dataset = {**ds.describe(), "canvas": cfg.canvas}
+    epochs = epochs_for(cfg, ctx.quick)
+    record.hyperparameters = {**asdict(cfg), "epochs_run": epochs}
 
-    if args.model:
-        model = load_model(args.model)
-        p.update(variant="loaded", stage="loaded")
+    if model_path:
+        model = load_model(model_path)
+        record.variant = "loaded"
         size = int(model.inputs[0].shape[1])
     else:
-        p.update(variant="canvas", stage="canvas")
+        record.variant = "canvas"
         size = cfg.canvas
         x, y, _ = make_canvases(ds.x_train, ds.y_train, size, cfg.copies, ctx.seed, cfg.ink_threshold)
         ctx.phase("train")
         model = build_canvas_model(size, len(ds.classes), cfg.learning_rate)
-    for name, option in ((args.layer, "--layer"), (args.cam_layer, "--cam-layer")):
+    for name, option in ((layer, "--layer"), (cam_layer, "--cam-layer")):
         if name is not None:  # fail on a wrong layer name before training, not after
             get_layer(model, name, option)
-    if not args.model:
+    if not model_path:
         recorder = train(model, prepare(x), y, cfg, epochs, verbose=ctx.verbose)
-        p["history"] = recorder.history
-        p["timings"] = recorder.timings(ctx.elapsed())
+        record.history = recorder.history
+        record.timings = recorder.timings(ctx.elapsed())
         model.save(ctx.out_dir / "model.keras")
     ctx.phase("evaluate")
     # held-out images at the model's size: canvases when it is larger than the images
@@ -552,9 +569,9 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
     x_test = prepare(test_x)
     preds = np.argmax(model.predict(x_test, verbose=0), axis=-1)
     metrics = {"test_accuracy": float(np.mean(preds == test_y))}
-    metrics.update(visualize(ctx, model, x_test[0], cfg, args.layer))
+    metrics.update(visualize(ctx, model, x_test[0], cfg, layer))
 
-    heat, _ = grad_cam(model, x_test, args.cam_layer, class_indices=test_y)
+    heat, _ = grad_cam(model, x_test, cam_layer, class_indices=test_y)
     # the digit's box: the square it was pasted into (judged); its ink box (stricter, reported)
     game = pointing_game(heat, boxes[:, 4:], (size, size))
     ink = pointing_game(heat, boxes[:, :4], (size, size))
@@ -568,59 +585,66 @@ def run(ctx: RunContext, cfg: VizConfig, data_dir: Path | None, args) -> None:
         f"{ds.classes[c][:8]} {'hit' if h else 'MISS'}"
         for c, h in zip(test_y[:16], game["hits"][:16], strict=True)
     ]
-    p["plots"].append(
+    record.plots.append(
         plot_grad_cam(test_x[:16], heat[:16], ctx.out_dir / "grad_cam.png", boxes[:16, 4:], titles)
     )
-    p["metrics"] = metrics
-    if "timings" not in p:
-        p["timings"] = {"total_s": round(ctx.elapsed(), 3), "first_epoch_s": None}
-    p["timings"] = {"first_epoch_s": None, "steady_ms_per_step": None, "samples_per_s": None, **p["timings"]}
-    p["timings"]["total_s"] = round(ctx.elapsed(), 3)
+    record.metrics = metrics
+    # the whole run's time, with the training's figures where it trained
+    record.timings = {**(record.timings or no_timings(0)), "total_s": round(ctx.elapsed(), 3)}
 
 
 def run_xception(ctx: RunContext, image: Path, weights: str | None, cam_layer: str | None) -> None:
     """`--model xception --image FILE`: the book's Grad-CAM on a photo (reported, no thresholds)."""
-    p = ctx.partial
-    p.update(variant="xception", stage="xception", device=backend.device_description(), plots=[])
-    p["dataset"] = {"name": "photo", "source": str(image), "fallback": False, "train_size": 0, "test_size": 1}
-    p["hyperparameters"] = {"weights": str(weights), "cam_layer": cam_layer or VizConfig.xception_cam_layer}
+    record = ctx.record
+    record.variant, record.device = "xception", backend.device_description()
+    record.dataset = {
+        "name": "photo",
+        "source": str(image),
+        "fallback": False,
+        "train_size": 0,
+        "test_size": 1,
+    }
+    record.hyperparameters = {"weights": str(weights), "cam_layer": cam_layer or VizConfig.xception_cam_layer}
     out = xception_grad_cam(image, weights, cam_layer)
-    p["metrics"] = {
+    record.metrics = {
         "class_index": out["class_index"],
         "label": out["label"],
         "probability": float(out["probability"]),
     }
-    p["plots"].append(
+    record.plots.append(
         plot_grad_cam(
             out["photo"][None], out["heatmap"][None], ctx.out_dir / "grad_cam.png", titles=[out["label"]]
         )
     )
-    p["timings"] = {
-        "total_s": round(ctx.elapsed(), 3),
-        "first_epoch_s": None,
-        "steady_ms_per_step": None,
-        "samples_per_s": None,
-    }
+    record.timings = no_timings(ctx.elapsed())
 
 
-def main(ctx: RunContext, args) -> int:
-    """CLI entry: the canvas convnet (default), a saved model (--model PATH), or --model xception --image."""
+def main(
+    ctx: RunContext,
+    *,
+    model: str | Path | None = None,
+    image: Path | None = None,
+    weights: str | None = None,
+    layer: str | None = None,
+    cam_layer: str | None = None,
+    data_dir: Path | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> int:
+    """The canvas convnet (default), a saved model (`model` a path), or `model="xception"` on `image` with
+    `weights` as --weights takes them; `epochs` at either level (None: the recipe's). The exit code."""
     from workloads.run import execute
 
-    cfg = config(
-        epochs=args.epochs,
-        quick_epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
+    cfg = with_overrides(
+        VizConfig, epochs=epochs, quick_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate
     )
-    if args.model is not None and str(args.model) == "xception":
-        if args.image is None:
+    if model is not None and str(model) == "xception":
+        if image is None:
             raise InputError("--model xception needs --image FILE (a photo)")
-        weights = None if args.weights == "none" else (args.weights or "imagenet")
-        if weights not in (None, "imagenet") and not Path(weights).is_file():
-            raise InputError(f"--weights {weights}: no such file")
-        load_photo(args.image, (299, 299))  # fail on a bad photo before building the model
-        return execute(ctx, lambda c: run_xception(c, args.image, weights, args.cam_layer))
-    if args.image is not None:
+        keras_weights = weights_option(weights)
+        load_photo(image, (299, 299))  # fail on a bad photo before building the model
+        return execute(ctx, lambda c: run_xception(c, image, keras_weights, cam_layer))
+    if image is not None:
         raise InputError("--image is for --model xception")
-    return execute(ctx, lambda c: run(c, cfg, args.data, args))
+    return execute(ctx, lambda c: run(c, cfg, data_dir, model, layer, cam_layer))

@@ -12,7 +12,7 @@ Stages, as the codelab builds them:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -21,6 +21,8 @@ import numpy as np
 from workloads import backend, data, pipeline, plots
 from workloads.backend import seed_everything
 from workloads.errors import InputError
+from workloads.recipe_common import prepare_images as prepare
+from workloads.recipe_common import with_overrides
 from workloads.run import RunContext
 from workloads.training import RunRecorder, load_checkpoint, load_state
 
@@ -59,7 +61,7 @@ STAGES: dict[int, StageConfig] = {
 def stage_config(stage: int, **overrides) -> StageConfig:
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage}: the ladder has stages 1-5")
-    return replace(STAGES[stage], **{k: v for k, v in overrides.items() if v is not None})
+    return with_overrides(STAGES[stage], **overrides)
 
 
 def saved_config(state: dict, run_dir: Path) -> StageConfig:
@@ -90,11 +92,6 @@ def load_data(
     if quick:
         dataset = data.subset(dataset, cfg.quick_train, cfg.quick_test, seed=seed)
     return dataset
-
-
-def prepare(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, 28, 28) to float32 in [0, 1] with a channel axis."""
-    return (images.astype("float32") / 255.0)[..., None]
 
 
 def epochs_for(cfg: StageConfig, train_size: int, quick: bool) -> int:
@@ -260,19 +257,19 @@ def run_stage(
 ) -> None:
     """One stage: data, model (or the checkpoint of an interrupted run), train, evaluate, plot.
 
-    `epochs`: None means the recipe's (or one epoch with --quick).
+    `epochs`: None means the recipe's for the level (`epochs_for`).
     """
-    p = ctx.partial
-    p.update(variant=f"stage{cfg.stage}", stage=f"stage{cfg.stage}", device=backend.device_description())
+    record = ctx.record
+    record.variant, record.device = f"stage{cfg.stage}", backend.device_description()
     ctx.phase("data")
     ds = load_data(data_dir, ctx.quick, cfg, seed=ctx.seed, allow_download=ctx.allow_download)
     if ctx.negative_control:
         ds = data.shuffled_labels(ds, ctx.seed)
-    p["dataset"] = ds.describe()
+    record.dataset = ds.describe()
     if epochs is None:
         epochs = epochs_for(cfg, len(ds.x_train), ctx.quick)
-    p["hyperparameters"] = {**asdict(cfg), "epochs_run": epochs}
-    history = p.setdefault("history", {})
+    record.hyperparameters = {**asdict(cfg), "epochs_run": epochs}
+    history = record.history
     state = {
         "stage": cfg.stage,
         "quick": ctx.quick,
@@ -302,31 +299,42 @@ def run_stage(
         initial_epoch=initial_epoch,
         verbose=ctx.verbose,
     )
-    p["timings"] = recorder.timings(ctx.elapsed())
+    record.timings = recorder.timings(ctx.elapsed())
     ctx.phase("evaluate")
-    p["metrics"] = evaluate(model, ds, cfg)
+    record.metrics = evaluate(model, ds, cfg)
     ctx.phase("plots")
-    p["plots"] = [
+    record.plots = [
         plots.training_curves(history, ctx.out_dir / "training_curves.png", f"{ds.name}: stage {cfg.stage}"),
         plot_predictions(model, ds, ctx.out_dir / "predictions.png"),
     ]
 
 
-def main(ctx: RunContext, args) -> int:
-    """CLI entry: one stage, --ladder, or --resume of an interrupted run."""
+def main(
+    ctx: RunContext,
+    *,
+    stage: int = 5,
+    ladder: bool = False,
+    resume: Path | None = None,
+    data_dir: Path | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> int:
+    """One stage, the ladder, or `resume` (the folder of an interrupted run, whose own settings it continues
+    with); `epochs` None: the recipe's (quick: enough for about `quick_samples` samples). The exit code."""
     from workloads.run import execute
 
-    overrides = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
-    if args.resume:
-        saved = load_state(args.resume)  # settings only: run_stage loads the model
-        cfg = saved_config(saved, args.resume)
+    overrides = {"batch_size": batch_size, "learning_rate": learning_rate}
+    if resume is not None:
+        saved = load_state(resume)  # settings only: run_stage loads the model
+        cfg = saved_config(saved, resume)
         ctx.quick, ctx.seed = saved["quick"], saved["seed"]
-        data_dir = Path(saved["data"]) if saved["data"] else None
-        return execute(ctx, lambda c: run_stage(c, cfg, data_dir, saved["epochs"], resume=args.resume))
-    if args.ladder:
-        return run_ladder(ctx, args.data, overrides, args.epochs)
-    cfg = stage_config(args.stage, **overrides)
-    return execute(ctx, lambda c: run_stage(c, cfg, args.data, args.epochs))
+        saved_data = Path(saved["data"]) if saved["data"] else None
+        return execute(ctx, lambda c: run_stage(c, cfg, saved_data, saved["epochs"], resume=resume))
+    if ladder:
+        return run_ladder(ctx, data_dir, overrides, epochs)
+    cfg = stage_config(stage, **overrides)
+    return execute(ctx, lambda c: run_stage(c, cfg, data_dir, epochs))
 
 
 def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: int | None = None) -> int:
@@ -356,26 +364,22 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: 
 
     def ladder(c: RunContext) -> None:
         first = stage_results[1]
-        c.partial.update(
-            variant="ladder",
-            stage="ladder",
-            device=first["device"],
-            dataset=first["dataset"],
-            hyperparameters={f"stage{s}": r["hyperparameters"] for s, r in stage_results.items()},
-            history={f"stage{s}": r["history"] for s, r in stage_results.items()},
-        )
-        c.partial["metrics"] = {
+        record = c.record
+        record.variant, record.device, record.dataset = "ladder", first["device"], first["dataset"]
+        record.hyperparameters = {f"stage{s}": r["hyperparameters"] for s, r in stage_results.items()}
+        record.history = {f"stage{s}": r["history"] for s, r in stage_results.items()}
+        record.metrics = {
             f"stage{s}_test_accuracy": r["metrics"].get("test_accuracy") for s, r in stage_results.items()
         }
         # The ladder is judged by each stage's own thresholds.
-        c.partial["rules"] = {
+        record.rules = {
             f"stage{s}_{metric}": rule
             for s in stage_results
             for metric, rule in thresholds_for(
                 "mnist", f"stage{s}", c.level, first["dataset"]["name"]
             ).items()
         }
-        c.partial["plots"] = [plot_ladder(stage_results, c.out_dir / "ladder.png")]
+        record.plots = [plot_ladder(stage_results, c.out_dir / "ladder.png")]
 
     code = execute(ctx, ladder)
     return max([code, *codes])

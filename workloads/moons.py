@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from workloads import backend, pipeline, plots
 from workloads.fused_fit import fused_fit
+from workloads.recipe_common import with_overrides
 from workloads.run import RunContext
 from workloads.training import EpochValidation, RunRecorder
 
@@ -145,15 +146,14 @@ def plot_decision_boundary(model: keras.Model, data: tuple, path: Path) -> str:
 
 # --- The whole run ------------------------------------------------------------------------------------------
 def run(ctx: RunContext, cfg: MoonsConfig) -> None:
-    ctx.partial.update(
-        variant="default", stage=None, hyperparameters=asdict(cfg), device=backend.device_description()
-    )
+    record = ctx.record
+    record.hyperparameters, record.device = asdict(cfg), backend.device_description()
     ctx.phase("data")
     data = load_data(cfg)
     if ctx.negative_control:  # training labels permuted: nothing to learn
         x_train, x_test, y_train, y_test = data
         data = (x_train, x_test, np.random.default_rng(ctx.seed).permutation(y_train), y_test)
-    ctx.partial["dataset"] = {
+    record.dataset = {
         "name": "generated",
         "source": "sklearn.datasets.make_moons",
         "fallback": False,
@@ -162,25 +162,26 @@ def run(ctx: RunContext, cfg: MoonsConfig) -> None:
     }
     ctx.phase("train")
     model = build_model(cfg, steps_per_execution=steps_per_epoch(cfg))
-    recorder = train(
-        model, data, cfg, history=ctx.partial.setdefault("history", {}), verbose=ctx.verbose, seed=ctx.seed
-    )
-    ctx.partial["timings"] = recorder.timings(ctx.elapsed())
+    recorder = train(model, data, cfg, history=record.history, verbose=ctx.verbose, seed=ctx.seed)
+    record.timings = recorder.timings(ctx.elapsed())
     ctx.phase("evaluate")
-    ctx.partial["metrics"] = evaluate(model, data)
+    record.metrics = evaluate(model, data)
     ctx.phase("plots")
-    ctx.partial["plots"] = [
+    record.plots = [
         plot_decision_boundary(model, data, ctx.out_dir / "decision_boundary.png"),
-        plots.training_curves(ctx.partial["history"], ctx.out_dir / "training_curves.png", "moons"),
+        plots.training_curves(record.history, ctx.out_dir / "training_curves.png", "moons"),
     ]
 
 
-def main(ctx: RunContext, args) -> int:
-    """CLI entry: the seed recipe with the command line's overrides."""
+def main(
+    ctx: RunContext,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> int:
+    """The seed recipe with the user's overrides (None: the recipe's); the exit code."""
     from workloads.run import execute
 
-    cfg = MoonsConfig()
-    cfg.epochs = args.epochs or cfg.epochs
-    cfg.batch_size = args.batch_size or cfg.batch_size
-    cfg.learning_rate = args.learning_rate or cfg.learning_rate
+    cfg = with_overrides(MoonsConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     return execute(ctx, lambda c: run(c, cfg))

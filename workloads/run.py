@@ -1,7 +1,7 @@
 """The harness around one workload run: output folder, result.json, thresholds, summary, exit code.
 
-A workload's `run(ctx)` fills `ctx.partial` as it goes (dataset, hyperparameters, history), so an interrupted
-or diverged run still writes a valid result.json with everything computed so far.
+A workload's `run(ctx, ...)` fills `ctx.record` (a RunRecord) as it goes (dataset, hyperparameters, history),
+so an interrupted or diverged run still writes a valid result.json with everything computed so far.
 """
 
 from __future__ import annotations
@@ -17,6 +17,28 @@ from workloads import errors, results, thresholds
 from workloads.atomic import make_writable_folder
 from workloads.fingerprint import environment_fingerprint
 from workloads.locks import lock_folder
+from workloads.recipe_common import level, no_timings
+
+# result.json `dataset` of a run that stopped before it loaded any data.
+NO_DATASET = {"name": "none", "source": "none", "fallback": False, "train_size": 0, "test_size": 0}
+
+
+@dataclass
+class RunRecord:
+    """What a workload records while it runs, for result.json; a field left unset gets its default there."""
+
+    # The recipe's variant: picks its thresholds, and is result.json `stage` (mnist "stage5" or "ladder",
+    # convnet-viz "canvas", "loaded" or "xception", transfer "self" or "inception_v3"); None: the workload
+    # has one recipe (thresholds under "default", `stage` null).
+    variant: str | None = None
+    device: str = "CPU"
+    dataset: dict | None = None
+    hyperparameters: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    rules: dict | None = None  # None: the variant's thresholds from thresholds.toml
+    timings: dict | None = None  # None: a run that timed no training (only its total)
+    plots: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -31,8 +53,8 @@ class RunContext:
     # Break what the run's check guards (see each workload's `main`): the run must then FAIL its thresholds.
     negative_control: bool = False
     allow_download: bool = True  # False: MNIST only from --data or the Keras cache, else the digits fallback
-    # Filled by the workload while it runs: dataset, hyperparameters, history, metrics, timings, plots, stage.
-    partial: dict = field(default_factory=dict)
+    # Filled by the workload while it runs.
+    record: RunRecord = field(default_factory=RunRecord)
     started_at: str = field(default_factory=results.now)
     t0: float = field(default_factory=time.perf_counter)
     # Where the run's time went (result.json `timings.phases`): seconds per phase the workload named with
@@ -42,7 +64,7 @@ class RunContext:
 
     @property
     def level(self) -> str:
-        return "quick" if self.quick else "full"
+        return level(self.quick)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -97,18 +119,12 @@ def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
 
 def build_result(ctx: RunContext, status: str | None = None, message: str = "") -> dict:
     """Assemble result.json from what the run recorded; judge thresholds unless `status` is forced."""
-    p = ctx.partial
-    dataset = p.get("dataset") or {
-        "name": "none",
-        "source": "none",
-        "fallback": False,
-        "train_size": 0,
-        "test_size": 0,
-    }
-    rules = p.get("rules") or thresholds.thresholds_for(
-        ctx.workload.replace("-", "_"), p.get("variant", "default"), ctx.level, dataset["name"]
+    record = ctx.record
+    dataset = record.dataset or NO_DATASET
+    rules = record.rules or thresholds.thresholds_for(
+        ctx.workload.replace("-", "_"), record.variant or "default", ctx.level, dataset["name"]
     )
-    verdicts = thresholds.check(p.get("metrics", {}), rules)
+    verdicts = thresholds.check(record.metrics, rules)
     status = status or results.status_of(verdicts)
     fingerprint = environment_fingerprint(ctx.backend)
     if not message:
@@ -121,33 +137,22 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
     return {
         "schema_version": results.SCHEMA_VERSION,
         "workload": ctx.workload,
-        "stage": p.get("stage"),
+        "stage": record.variant,
         "status": status,
         "message": message,
         "backend": ctx.backend,
-        "device": p.get("device", "CPU"),
+        "device": record.device,
         "level": ctx.level,
         "seed": ctx.seed,
         "deterministic": ctx.deterministic,
         "negative_control": ctx.negative_control,
         "dataset": dataset,
-        "hyperparameters": p.get("hyperparameters", {}),
-        "metrics": p.get("metrics", {}),
+        "hyperparameters": record.hyperparameters,
+        "metrics": record.metrics,
         "thresholds": verdicts,
-        "history": p.get("history", {}),
-        "timings": {
-            **(
-                p.get("timings")
-                or {
-                    "total_s": round(ctx.elapsed(), 3),
-                    "first_epoch_s": None,
-                    "steady_ms_per_step": None,
-                    "samples_per_s": None,
-                }
-            ),
-            "phases": ctx.phase_seconds(),
-        },
-        "plots": p.get("plots", []),
+        "history": record.history,
+        "timings": {**(record.timings or no_timings(ctx.elapsed())), "phases": ctx.phase_seconds()},
+        "plots": record.plots,
         "fingerprint": fingerprint,
         "started_at": ctx.started_at,
         "finished_at": results.now(),

@@ -26,6 +26,7 @@ import numpy as np
 
 from workloads import backend, plots
 from workloads.errors import InputError
+from workloads.recipe_common import check_weights, weights_option, with_overrides
 from workloads.run import RunContext
 from workloads.training import RunRecorder
 
@@ -190,8 +191,7 @@ def augmentation() -> keras.Sequential:
 
 def inception_base(weights: str | Path | None, cfg: InceptionConfig) -> keras.Model:
     """InceptionV3 without top, cut at `cfg.cut_layer`, all frozen. weights: imagenet, a local file, None."""
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise InputError(f"--weights {weights}: no such file")
+    check_weights(weights)
     shape = (cfg.image_size, cfg.image_size, 3)
     try:
         full = keras.applications.InceptionV3(include_top=False, weights=weights, input_shape=shape)
@@ -265,17 +265,20 @@ def accuracy(model: keras.Model, x, y=None) -> float:
 
 def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, weights) -> None:
     """The course's recipe: phase 1 (head), phase 2 (fine-tune mixed7 at lr/10, batch norm frozen)."""
-    p = ctx.partial
-    p.update(variant="inception_v3", stage="inception_v3", device=backend.device_description(), plots=[])
+    record = ctx.record
+    record.variant, record.device = "inception_v3", backend.device_description()
     ctx.phase("data")
     folder = Path(data_dir) if data_dir is not None else default_image_folder()
     train, val, describe = image_datasets(folder, cfg, ctx.seed, ctx.out_dir)
-    p["dataset"] = describe
+    record.dataset = describe
     head_epochs = cfg.quick_head_epochs if ctx.quick else cfg.head_epochs
     tune_epochs = cfg.quick_finetune_epochs if ctx.quick else cfg.finetune_epochs
-    p["hyperparameters"] = {**asdict(cfg), "weights": str(weights), "epochs_run": [head_epochs, tune_epochs]}
-    history = p.setdefault("history", {})
-    metrics = p.setdefault("metrics", {})
+    record.hyperparameters = {
+        **asdict(cfg),
+        "weights": str(weights),
+        "epochs_run": [head_epochs, tune_epochs],
+    }
+    history, metrics = record.history, record.metrics
 
     ctx.phase("train")
     base = inception_base(weights, cfg)
@@ -292,9 +295,9 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
     fit(model, train, epochs=tune_epochs, batch_size=cfg.batch_size, history=history, prefix="phase2",
         validation_data=val, steps=steps, verbose=ctx.verbose)  # fmt: skip
     metrics["phase2_accuracy"] = accuracy(model, val)
-    p["timings"] = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    record.timings = {**rec.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
     ctx.phase("plots")
-    p["plots"].append(plot_phases(history, ctx.out_dir / "phases.png", describe["name"]))
+    record.plots.append(plot_phases(history, ctx.out_dir / "phases.png", describe["name"]))
 
 
 # --- Plot ---------------------------------------------------------------------------------------------------
@@ -320,30 +323,35 @@ def plot_phases(history: dict, path: Path, name: str) -> str:
     return plots.save(fig, path)
 
 
-# --- CLI ----------------------------------------------------------------------------------------------------
-def _config(cls, **overrides):
-    """A recipe dataclass with the options the user gave (None: keep the recipe's value)."""
-    return cls(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def main(ctx: RunContext, args) -> int:
+# --- The whole run ------------------------------------------------------------------------------------------
+def main(
+    ctx: RunContext,
+    *,
+    base: str = "self",
+    weights: str | None = None,
+    labels_per_class: int | None = None,
+    draws: int | None = None,
+    data_dir: Path | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+) -> int:
+    """`base` "self" (transfer_self) or "inception_v3" (with `weights` as --weights takes them); `epochs`: of
+    the first phase (self: pretraining; inception_v3: the new head) at either level. The exit code."""
     from workloads.run import execute
 
-    common = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
-    if args.base == "self":
-        if args.weights is not None:
+    common = {"batch_size": batch_size, "learning_rate": learning_rate}
+    if base == "self":
+        if weights is not None:
             raise InputError("--weights is for --base inception_v3")
         from workloads import transfer_self
 
-        for option in ("labels_per_class", "draws"):
-            value = getattr(args, option)
+        for option, value in (("labels_per_class", labels_per_class), ("draws", draws)):
             if value is not None and value < 1:
                 raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-        cfg = _config(transfer_self.SelfConfig, pretrain_epochs=args.epochs, draws=args.draws,
-                      quick_draws=args.draws, labels_per_class=args.labels_per_class, **common)  # fmt: skip
-        return execute(ctx, lambda c: transfer_self.run(c, cfg, args.data))
-    cfg = _config(InceptionConfig, head_epochs=args.epochs, quick_head_epochs=args.epochs, **common)
-    weights = None if args.weights == "none" else (args.weights or "imagenet")
-    if weights not in (None, "imagenet") and not Path(weights).is_file():
-        raise InputError(f"--weights {weights}: no such file")
-    return execute(ctx, lambda c: run_inception(c, cfg, args.data, weights))
+        cfg = with_overrides(transfer_self.SelfConfig, pretrain_epochs=epochs, draws=draws, quick_draws=draws,
+                             labels_per_class=labels_per_class, **common)  # fmt: skip
+        return execute(ctx, lambda c: transfer_self.run(c, cfg, data_dir))
+    cfg = with_overrides(InceptionConfig, head_epochs=epochs, quick_head_epochs=epochs, **common)
+    keras_weights = weights_option(weights)
+    return execute(ctx, lambda c: run_inception(c, cfg, data_dir, keras_weights))

@@ -47,6 +47,7 @@ import numpy as np
 
 from workloads import backend, data, pipeline, plots
 from workloads.errors import InputError
+from workloads.recipe_common import prepare_images as prepare
 from workloads.run import RunContext
 from workloads.training import RunRecorder, restart
 
@@ -83,8 +84,8 @@ class SelfConfig:
 
 
 # --- Data ---------------------------------------------------------------------------------------------------
-def prepare(images: np.ndarray) -> np.ndarray:
-    return (images.astype("float32") / 255.0)[..., None]
+def draws_for(cfg: SelfConfig, quick: bool) -> int:
+    return cfg.quick_draws if quick else cfg.draws
 
 
 def split_classes(ds: data.ImageDataset, cfg: SelfConfig, quick: bool, seed: int) -> dict:
@@ -283,24 +284,24 @@ def plot(metrics: dict, path: Path, name: str, per_class: int) -> str:
 # --- The whole run ------------------------------------------------------------------------------------------
 def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
     """Pretrain on 0-4; draws of few labels of 5-9, transfer against scratch on each; the paired margin."""
-    p = ctx.partial
-    p.update(variant="self", stage="self", device=backend.device_description(), plots=[])
+    record = ctx.record
+    record.variant, record.device = "self", backend.device_description()
     ctx.phase("data")
     ds = data.load_mnist(data_dir, ctx.allow_download)
     parts = split_classes(ds, cfg, ctx.quick, ctx.seed)
-    n_draws = cfg.quick_draws if ctx.quick else cfg.draws
-    p["dataset"] = {
+    n_draws = draws_for(cfg, ctx.quick)
+    record.dataset = {
         **ds.describe(),
         "train_size": len(parts["pretrain"][0]) + n_draws * 5 * cfg.labels_per_class,
         "test_size": len(parts["test"][0]),
         "pretrain_classes": ds.classes[:5],
         "transfer_classes": ds.classes[5:],
     }
-    p["hyperparameters"] = {**asdict(cfg), "draws_run": n_draws}
-    metrics = p.setdefault("metrics", {})
+    record.hyperparameters = {**asdict(cfg), "draws_run": n_draws}
+    metrics = record.metrics
     ctx.phase("train")
     model, recorder = pretrain(parts, cfg, ctx.quick, ctx.verbose)
-    p["history"] = {f"pretrain_{k}": v for k, v in recorder.history.items()}
+    record.history = {f"pretrain_{k}": v for k, v in recorder.history.items()}
     base = model.get_layer("base")
     if ctx.negative_control:  # a broken "pretrained" base: what it learned is thrown away
         base.set_weights(build_base().get_weights())
@@ -312,6 +313,6 @@ def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
     rng = np.random.default_rng(ctx.seed)
     draws = [trials.run(*draw_few(parts["pool"], cfg.labels_per_class, rng), rng) for _ in range(n_draws)]
     metrics.update(summarize(draws))
-    p["timings"] = {**recorder.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
+    record.timings = {**recorder.timings(ctx.elapsed()), "total_s": round(ctx.elapsed(), 3)}
     ctx.phase("plots")
-    p["plots"].append(plot(metrics, ctx.out_dir / "transfer_vs_scratch.png", ds.name, cfg.labels_per_class))
+    record.plots.append(plot(metrics, ctx.out_dir / "transfer_vs_scratch.png", ds.name, cfg.labels_per_class))

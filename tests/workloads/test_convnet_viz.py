@@ -98,11 +98,7 @@ def test_saved_stage5_model(tmp_path, cv):
         workload="convnet-viz", out_dir=tmp_path / "run", backend=keras.backend.backend(), quick=True
     )
     ctx.out_dir.mkdir()
-    args = SimpleNamespace(
-        model=str(path), image=None, weights=None, layer=None, cam_layer=None, data=None, epochs=None,
-        batch_size=None, learning_rate=None,
-    )  # fmt: skip
-    assert cv.main(ctx, args) == 0
+    assert cv.main(ctx, model=str(path)) == 0
     result = json.loads((ctx.out_dir / "result.json").read_text())
     m = result["metrics"]
     assert result["stage"] == "loaded" and m["activation_shapes_ok"] is True
@@ -176,17 +172,13 @@ def test_missing_weights_and_model_files(tmp_path, cv):
     from PIL import Image
 
     Image.new("RGB", (40, 30), "red").save(photo)
-    args = SimpleNamespace(
-        model="xception", image=photo, weights=str(tmp_path / "none.h5"), layer=None, cam_layer=None,
-        data=None, epochs=None, batch_size=None, learning_rate=None,
-    )  # fmt: skip
     with pytest.raises(InputError, match="no such file"):
-        cv.main(SimpleNamespace(), args)
+        cv.main(SimpleNamespace(), model="xception", image=photo, weights=str(tmp_path / "none.h5"))
     with pytest.raises(InputError, match="no such file"):
         cv.load_model(tmp_path / "missing.keras")
     (tmp_path / "junk.keras").write_text("junk")
     with pytest.raises(InputError, match="cannot load"):
         cv.load_model(tmp_path / "junk.keras")
     with pytest.raises(InputError, match="needs --image"):
-        cv.main(SimpleNamespace(), SimpleNamespace(**{**vars(args), "image": None}))
+        cv.main(SimpleNamespace(), model="xception", weights=str(tmp_path / "none.h5"))
     assert not Path(tmp_path / "none.h5").exists()

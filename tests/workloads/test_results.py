@@ -6,14 +6,13 @@ import jsonschema
 import pytest
 
 from workloads import results, thresholds
-from workloads.run import RunContext, build_result
+from workloads.run import RunContext, RunRecord, build_result
 
 
 def make_result(tmp_path, metrics: dict, dataset: str = "mnist", quick: bool = False) -> dict:
     ctx = RunContext(workload="mnist", out_dir=tmp_path, backend="tensorflow", quick=quick)
-    ctx.partial.update(
+    ctx.record = RunRecord(
         variant="stage5",
-        stage="stage5",
         metrics=metrics,
         dataset={"name": dataset, "source": "test", "fallback": False, "train_size": 1, "test_size": 1},
     )

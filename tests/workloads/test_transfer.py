@@ -228,11 +228,8 @@ def test_on_mnist_transfer_must_beat_scratch_by_points():
 
 
 def test_self_rejects_weights_and_bad_counts(tr):
-    args = SimpleNamespace(base="self", weights="x.h5", epochs=None, batch_size=None, learning_rate=None,
-                           labels_per_class=None, draws=None)  # fmt: skip
     with pytest.raises(InputError, match="--weights is for --base inception_v3"):
-        tr.main(SimpleNamespace(), args)
+        tr.main(SimpleNamespace(), base="self", weights="x.h5")
     for option in ("labels_per_class", "draws"):
-        bad = SimpleNamespace(**{**vars(args), "weights": None, option: 0})
         with pytest.raises(InputError, match=f"--{option.replace('_', '-')} must be at least 1"):
-            tr.main(SimpleNamespace(), bad)
+            tr.main(SimpleNamespace(), base="self", **{option: 0})
