@@ -129,7 +129,7 @@ provision: $(ANSIBLE_VENV)/.synced ## Provision this machine, or HOSTS=h1,h2: dr
 provision-check: $(ANSIBLE_VENV)/.synced ## What `make provision` would change (--check --diff); changes nothing
 	$(PROVISION_CMD) --check --diff
 
-# --- Offline assets (issue 3: workloads/assets.py, workloads/assets.toml) ------------------------------------
+# --- Offline assets (issue 3: workloads/data/assets.py, workloads/data/assets.toml) ------------------------------------
 ASSETS_BUNDLE ?= keras-assets
 
 .PHONY: assets-fetch assets-install

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads import data, plots
 from workloads.atomic import write_json
-from workloads.fingerprint import environment_fingerprint
-from workloads.mnist import stage_config
+from workloads.data import images as data
+from workloads.harness.fingerprint import environment_fingerprint
+from workloads.recipes import plots
+from workloads.recipes.mnist import stage_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -1,6 +1,6 @@
 """`make calibrate`: every quick workload over many seeds on every dataset this machine has, against its
-thresholds (workloads/thresholds.toml), with negative controls that show each threshold sits above a broken
-run.
+thresholds (workloads/harness/thresholds.toml), with negative controls that show each threshold sits above a
+broken run.
 
 For each workload x dataset it runs seeds 0..N-1 (default 10) through the workloads' own CLI, in this one
 process (the framework is imported once), then a few negative-control runs (`--negative-control`: labels
@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workloads import thresholds
 from workloads.atomic import atomic_write, write_json
+from workloads.harness import thresholds
 
 OUT = Path("benchmarks/results/calibration")
 
@@ -73,8 +73,8 @@ class Dataset:
 
 def available_datasets(scratch: Path) -> tuple[dict[str, Dataset], dict[str, str]]:
     """The datasets this machine can train on, and why the others are missing."""
-    from workloads import data
-    from workloads.backend import keras_home
+    from workloads.data import images as data
+    from workloads.training.backend import keras_home
 
     found: dict[str, Dataset] = {"generated": Dataset("generated", note="sklearn make_moons")}
     missing: dict[str, str] = {}
@@ -291,7 +291,7 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> Path:
-    from workloads import plots
+    from workloads.recipes import plots
 
     fig, axes = plots.plt.subplots(len(rows), 1, figsize=(9, 0.55 * len(rows) + 1), squeeze=False)
     for ax, r in zip(axes[:, 0], rows, strict=True):
@@ -358,10 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rows)} rows -> {args.out / 'calibration.md'}")
         return 0
 
-    from workloads.backend import select_backend
+    from workloads.training.backend import select_backend
 
     backend = select_backend(None)
-    from workloads.fingerprint import cpu_info
+    from workloads.harness.fingerprint import cpu_info
 
     scratch = Path(tempfile.mkdtemp(prefix="calibrate-"))
     datasets, missing = available_datasets(scratch)

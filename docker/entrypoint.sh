@@ -62,7 +62,7 @@ jupyter | lab)
     fi
     # No credential given at all: generate a token into a private file. It is not printed: a container log
     # is kept and shown to more people than the token should be (`jupyter server list` in the container shows
-    # it). A credential given empty is not replaced: the server config refuses it (workloads/jupyter_auth.py).
+    # it). A credential given empty is not replaced: the server config refuses it (workloads/service/jupyter_auth.py).
     if [[ -z ${JUPYTER_TOKEN+set}${JUPYTER_TOKEN_FILE:-}${JUPYTER_PASSWORD_HASH+set}${JUPYTER_PASSWORD_HASH_FILE:-} ]]; then
         secrets=$(mktemp -d /tmp/keras-workstation-secrets.XXXXXX)
         (umask 077 && python -c 'import secrets; print(secrets.token_hex(24))' >"$secrets/jupyter-token")

@@ -2,12 +2,12 @@
 
 Credentials: $JUPYTER_TOKEN_FILE (a mounted file) or $JUPYTER_TOKEN, and optionally a password hash,
 $JUPYTER_PASSWORD_HASH_FILE or $JUPYTER_PASSWORD_HASH. The rule that refuses to start without one is
-workloads/jupyter_auth.py, the same code the Ansible service's config runs.
+workloads/service/jupyter_auth.py, the same code the Ansible service's config runs.
 """
 
 import os
 
-from workloads.jupyter_auth import configure, secret_from_environment
+from workloads.service.jupyter_auth import configure, secret_from_environment
 
 c = get_config()  # noqa: F821 (injected by Jupyter when it loads this file)
 

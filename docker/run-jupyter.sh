@@ -31,7 +31,7 @@ if [[ ! -e $token_file ]]; then
         python3 -c 'import secrets; print(secrets.token_hex(24))' >"$token_file")
     echo "new token in $token_file"
 fi
-# An empty or blank file is not replaced: the server in the container refuses it (workloads/jupyter_auth.py).
+# An empty or blank file is not replaced: the server in the container refuses it (workloads/service/jupyter_auth.py).
 [[ -f $token_file && -r $token_file ]] || { echo "error: cannot read the token file $token_file" >&2; exit 2; }
 token=$(<"$token_file")
 token=${token#"${token%%[![:space:]]*}"} token=${token%"${token##*[![:space:]]}"} # strip, like the server

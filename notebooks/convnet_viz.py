@@ -17,8 +17,8 @@
 # After the chapter on visualizing convnets of "Deep Learning with Python". A small convnet learns digits
 # placed at random positions of a larger blank canvas, so that Grad-CAM has something to find: on held-out
 # canvases its peak must fall inside the digit (the pointing game). Every cell calls the functions of
-# `workloads.convnet_viz`, the same code as `python -m workloads convnet-viz`; the pass marks come from
-# `workloads/thresholds.toml`.
+# `workloads.recipes.convnet_viz`, the same code as `python -m workloads convnet-viz`; the pass marks come
+# from `workloads/harness/thresholds.toml`.
 
 # %% tags=["parameters"]
 import os
@@ -32,7 +32,7 @@ SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.backend import seed_everything, select_backend
+from workloads.training.backend import seed_everything, select_backend
 
 print("Keras backend:", select_backend(None))
 seed_everything(SEED)
@@ -40,9 +40,10 @@ seed_everything(SEED)
 import numpy as np
 from IPython.display import Image, display
 
-from workloads import convnet_viz as viz
-from workloads import plots, thresholds
-from workloads.recipe_common import level
+from workloads.harness import thresholds
+from workloads.harness.run import level
+from workloads.recipes import convnet_viz as viz
+from workloads.recipes import plots
 
 OUT.mkdir(parents=True, exist_ok=True)
 

@@ -15,8 +15,8 @@
 # # MNIST: the codelab ladder, one stage
 #
 # The codelab "Keras and deep learning without a PhD", stage by stage (1: softmax ... 5: the batch-norm
-# convnet). Every cell calls the functions of `workloads.mnist`, the same code as
-# `python -m workloads mnist --stage N`; the pass marks come from `workloads/thresholds.toml`.
+# convnet). Every cell calls the functions of `workloads.recipes.mnist`, the same code as
+# `python -m workloads mnist --stage N`; the pass marks come from `workloads/harness/thresholds.toml`.
 
 # %% tags=["parameters"]
 import os
@@ -31,15 +31,16 @@ SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.backend import seed_everything, select_backend
+from workloads.training.backend import seed_everything, select_backend
 
 print("Keras backend:", select_backend(None))
 seed_everything(SEED)
 
 from IPython.display import Image, display
 
-from workloads import mnist, plots, thresholds
-from workloads.recipe_common import level
+from workloads.harness import thresholds
+from workloads.harness.run import level
+from workloads.recipes import mnist, plots
 
 OUT.mkdir(parents=True, exist_ok=True)
 

@@ -15,8 +15,8 @@
 # # Two moons: the seed recipe
 #
 # A 10-10-1 network learns scikit-learn's two interleaving half-moons. Every cell calls the functions of
-# `workloads.moons`, the same code as `python -m workloads moons`; the pass mark comes from
-# `workloads/thresholds.toml`.
+# `workloads.recipes.moons`, the same code as `python -m workloads moons`; the pass mark comes from
+# `workloads/harness/thresholds.toml`.
 
 # %% tags=["parameters"]
 import os
@@ -29,15 +29,16 @@ SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.backend import seed_everything, select_backend
+from workloads.training.backend import seed_everything, select_backend
 
 print("Keras backend:", select_backend(None))  # before keras is imported: tensorflow or $KERAS_BACKEND
 seed_everything(SEED)
 
 from IPython.display import Image, display
 
-from workloads import moons, plots, thresholds
-from workloads.recipe_common import level
+from workloads.harness import thresholds
+from workloads.harness.run import level
+from workloads.recipes import moons, plots
 
 OUT.mkdir(parents=True, exist_ok=True)
 

@@ -18,9 +18,10 @@
 # features, frozen, get a new head for classes 5-9 trained on ONE label per class, then everything is
 # fine-tuned at a lower learning rate. The same network trained from scratch on the same images is the
 # control. Several draws of the few labels are paired, and transfer must beat scratch on average. Every cell
-# calls the functions of `workloads.transfer_self`, the same code as `python -m workloads transfer --base
-# self`; the pass marks come from `workloads/thresholds.toml`. (The InceptionV3 recipe on a folder of
-# photos, which needs the ImageNet weights, is `python -m workloads transfer --base inception_v3 --data DIR`.)
+# calls the functions of `workloads.recipes.transfer_self`, the same code as
+# `python -m workloads transfer --base self`; the pass marks come from `workloads/harness/thresholds.toml`.
+# (The InceptionV3 recipe on a folder of photos, which needs the ImageNet weights, is
+# `python -m workloads transfer --base inception_v3 --data DIR`.)
 
 # %% tags=["parameters"]
 import os
@@ -34,7 +35,7 @@ SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.backend import seed_everything, select_backend
+from workloads.training.backend import seed_everything, select_backend
 
 print("Keras backend:", select_backend(None))
 seed_everything(SEED)
@@ -42,9 +43,10 @@ seed_everything(SEED)
 import numpy as np
 from IPython.display import Image, display
 
-from workloads import data, thresholds
-from workloads import transfer_self as ts
-from workloads.recipe_common import level
+from workloads.data import images as data
+from workloads.harness import thresholds
+from workloads.harness.run import level
+from workloads.recipes import transfer_self as ts
 
 OUT.mkdir(parents=True, exist_ok=True)
 

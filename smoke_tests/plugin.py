@@ -226,7 +226,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     framework = framework_ops.name()
     if options(session.config).results is None or framework not in sys.modules:
         return
-    from workloads.fingerprint import environment_fingerprint
+    from workloads.harness.fingerprint import environment_fingerprint
 
     try:
         (options(session.config).out / "fingerprint.json").write_text(

@@ -368,7 +368,9 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
                 "MNIST was found (--data, Keras's cache or download) and Fashion-MNIST is not installed"
             )
     if used:
-        lines.append(f"  data: {', '.join(used)} (judged by its own thresholds: workloads/thresholds.toml)")
+        lines.append(
+            f"  data: {', '.join(used)} (judged by its own thresholds: workloads/harness/thresholds.toml)"
+        )
     for check in report["checks"]:
         if check["status"] in NOT_PASSED:
             lines.append(

@@ -291,7 +291,7 @@ def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict
     try:
         fp = json.loads((out / "fingerprint.json").read_text())
     except (OSError, ValueError):
-        from workloads.fingerprint import environment_fingerprint
+        from workloads.harness.fingerprint import environment_fingerprint
 
         fp = environment_fingerprint()
     fp["smoke_settings"] = {

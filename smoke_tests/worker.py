@@ -121,12 +121,13 @@ def _warm_up(entry: str, workloads: list[str]) -> None:
     if entry != ENTRY:  # a stand-in (tests)
         _entry(entry)
         return
-    from workloads.backend import select_backend
+    from workloads.training.backend import select_backend
 
     select_backend(None)  # $KERAS_BACKEND, as the check process uses
     import keras
 
-    from workloads import cli, fingerprint, summary, training  # noqa: F401
+    from workloads import cli
+    from workloads.training import recorder as training  # noqa: F401
 
     for name in workloads:
         cli._workload_main(name)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from workloads.data import FASHION_MNIST_DIR as FASHION_MNIST  # Debian's dataset-fashion-mnist
+from workloads.data.images import FASHION_MNIST_DIR as FASHION_MNIST  # Debian's dataset-fashion-mnist
 
 REPO = Path(__file__).resolve().parent.parent
 # The one reading of CI: set to anything but "", "0" or "false" (any case). CI services set CI=true; some set

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from workloads import errors
-from workloads.backend import BACKENDS
+from workloads.training.backend import BACKENDS
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_viz_transfer_assets(sub, common: argparse.ArgumentParser) -> None:
-    """Issue 3: convnet-viz, transfer and assets (options documented in workloads/README-viz-transfer.md)."""
+    """Issue 3: convnet-viz, transfer and assets (options documented in workloads/recipes/README.md)."""
     viz = sub.add_parser("convnet-viz", parents=[common], help="activations, filter patterns, Grad-CAM")
     viz.add_argument("--model", help="a saved .keras model (MNIST stage 5), or 'xception' (with --image)")
     viz.add_argument("--image", type=Path, help="a photo for --model xception")
@@ -109,11 +109,11 @@ def _check_positive(args: argparse.Namespace) -> None:
 def dispatch(args: argparse.Namespace) -> int:
     """Choose the backend, then import and run the chosen workload (Keras is first imported here)."""
     if args.workload == "assets":  # files only: no Keras backend needed
-        from workloads import assets
+        from workloads.data import assets
 
         return assets.main(args)
-    from workloads.backend import seed_everything, select_backend
-    from workloads.run import RunContext, default_out_dir, prepare_out_dir
+    from workloads.harness.run import RunContext, default_out_dir, prepare_out_dir
+    from workloads.training.backend import seed_everything, select_backend
 
     _check_positive(args)
     if args.workload == "mnist" and not 1 <= args.stage <= 5:
@@ -122,7 +122,9 @@ def dispatch(args: argparse.Namespace) -> int:
     out_dir = args.out or resume or default_out_dir(args.workload)
     out_dir = prepare_out_dir(out_dir, resuming=resume is not None and Path(out_dir) == Path(resume))
     backend = select_backend(args.backend)
-    from workloads.training import progress_verbosity  # imports keras: only once the backend is chosen
+    from workloads.training.recorder import (
+        progress_verbosity,  # imports keras: only once the backend is chosen
+    )
 
     # The workload's module is imported before the run's clock starts: imports are start-up, not the run.
     workload_main = _workload_main(args.workload)
@@ -159,19 +161,19 @@ def workload_parameters(args: argparse.Namespace) -> dict:
 def _workload_main(name: str):
     """The workload's `main(ctx, **parameters)`, its module imported."""
     if name == "moons":
-        from workloads import moons
+        from workloads.recipes import moons
 
         return moons.main
     if name == "mnist":
-        from workloads import mnist
+        from workloads.recipes import mnist
 
         return mnist.main
     if name == "convnet-viz":
-        from workloads import convnet_viz
+        from workloads.recipes import convnet_viz
 
         return convnet_viz.main
     if name == "transfer":
-        from workloads import transfer
+        from workloads.recipes import transfer
 
         return transfer.main
     raise errors.InputError(f"unknown workload {name!r}")

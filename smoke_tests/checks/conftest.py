@@ -80,7 +80,7 @@ def require_gpu(smoke_options: SmokeOptions) -> bool:
 def workload_data(smoke_options: SmokeOptions) -> tuple[Path | None, str]:
     """MNIST data for the workloads and the ladder, and where it came from: the user's (--data), the
     settings' default, or None: the workloads' own chain."""
-    from workloads.data import KNOWN_DATASETS
+    from workloads.data.images import KNOWN_DATASETS
 
     if smoke_options.data is not None:
         return smoke_options.data, "configured (--data)"

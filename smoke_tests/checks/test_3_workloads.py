@@ -126,8 +126,8 @@ def test_workload(
     ]
     status, dataset = result.get("status"), (result.get("dataset") or {}).get("name")
     if status == "unchecked":
-        pytest.fail(f"workload {name}: nothing judged: workloads/thresholds.toml has no thresholds for it on "
-                    f"dataset {dataset!r} at this level")  # fmt: skip
+        pytest.fail(f"workload {name}: nothing judged: workloads/harness/thresholds.toml has no "
+                    f"thresholds for it on dataset {dataset!r} at this level")  # fmt: skip
     if code != 0 or status != "passed":
         meaning = EXIT_MEANING.get(code, "error")
         why = f"thresholds failed: {', '.join(failed)}" if failed else f"log: {tail[0][:150]}"

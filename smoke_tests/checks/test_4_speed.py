@@ -112,7 +112,7 @@ RUNGS = (
 
 
 def _ladder_data(path: Path | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from workloads.data import load_idx_dir
+    from workloads.data.images import load_idx_dir
 
     if path is not None:
         ds = load_idx_dir(path)
@@ -151,7 +151,7 @@ def _rung_images_per_s(
     """
     import keras
 
-    from workloads.mnist import build_model, prepare, stage_config
+    from workloads.recipes.mnist import build_model, prepare, stage_config
 
     batch, spe = cfg.get("batch", 64), cfg.get("spe", 1)
     chunk = -(-max(1, level["ladder_images"][device] // batch) // spe) * spe  # a multiple of spe

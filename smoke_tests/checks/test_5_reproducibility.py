@@ -13,7 +13,7 @@ from smoke_tests.plugin import CheckRecord
 def _train_checksum(seed: int, device: str) -> str:
     import keras
 
-    from workloads.backend import seed_everything
+    from workloads.training.backend import seed_everything
 
     seed_everything(seed, deterministic=True)
     rng = np.random.default_rng(seed)

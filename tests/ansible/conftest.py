@@ -229,8 +229,8 @@ def uv_cache_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-# An asset of workloads/assets.toml that has no upstream hash (its sha256 is recorded at fetch), so a test
-# bundle can hold a few bytes in its place; the role installs only what assets.toml lists.
+# An asset of workloads/data/assets.toml that has no upstream hash (its sha256 is recorded at fetch), so a
+# test bundle can hold a few bytes in its place; the role installs only what assets.toml lists.
 ASSET = "cats_and_dogs_filtered"
 ASSET_FILE = "datasets/cats_and_dogs_filtered.zip"
 

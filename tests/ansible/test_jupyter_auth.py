@@ -55,7 +55,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     port = free_port()
     variables = {
         "workstation_source_dir": str(REPO),
-        "jupyter_auth_module": str(REPO / "workloads" / "jupyter_auth.py"),
+        "jupyter_auth_module": str(REPO / "workloads" / "service" / "jupyter_auth.py"),
         "jupyter_service_name": "jupyterlab",
         "jupyter_user": "researcher",
         "jupyter_ip": "127.0.0.1",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks import calibrate
-from workloads import thresholds
+from workloads.harness import thresholds
 
 TABLE = thresholds.load_thresholds()
 

@@ -56,7 +56,7 @@ def test_no_dataset_and_an_empty_keras_cache_uses_the_digits_and_passes(tmp_path
 
 
 def test_a_users_own_mnist_format_folder_is_judged_as_idx_and_passes(tmp_path: Path) -> None:
-    from workloads.data import load_digits_fallback, write_idx_dir
+    from workloads.data.images import load_digits_fallback, write_idx_dir
 
     folder = write_idx_dir(load_digits_fallback(), tmp_path / "my-mnist")  # named like MNIST; it is not
     proc, out = make_smoke_test(f"DATA={folder}", env={"KERAS_HOME": str(tmp_path / "keras")})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from workloads import assets
+from workloads.data import assets
 from workloads.errors import InputError
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.workloads.test_assets import cache_state, make_bundle, tar_of
-from workloads import assets
+from workloads.data import assets
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("KW_SIGNAL_SEED") or time.time())  # printed in every failure: rerun with it

@@ -96,7 +96,7 @@ def test_seed_out_of_range(tmp_path, seed):
 
 
 def test_the_write_probe_never_writes_through_a_planted_link(tmp_path):
-    from workloads.run import prepare_out_dir
+    from workloads.harness.run import prepare_out_dir
 
     precious = tmp_path / "precious"
     precious.write_text("keep me")
@@ -136,7 +136,7 @@ def test_two_runs_cannot_share_an_output_folder(tmp_path):
 def _state(**changes) -> dict:
     from dataclasses import asdict
 
-    from workloads.mnist import stage_config
+    from workloads.recipes.mnist import stage_config
 
     state = {"stage": 1, "quick": True, "data": None, "seed": 42, "epochs": 2,
              "config": asdict(stage_config(1)), "epochs_done": 1, "history": {"loss": [0.5]}}  # fmt: skip

@@ -15,13 +15,13 @@ import pytest
 
 from tests.conftest import REPO, run_workloads
 from tests.workloads.test_cli import assert_one_line_error
-from workloads import thresholds
 from workloads.errors import InputError
+from workloads.harness import thresholds
 
 
 @pytest.fixture(scope="module")
 def cv():
-    from workloads import convnet_viz
+    from workloads.recipes import convnet_viz
 
     return convnet_viz
 
@@ -88,8 +88,8 @@ def test_saved_stage5_model(tmp_path, cv):
     """--model PATH with the MNIST workload's stage-5 convnet (batch norm, separate ReLUs), 28x28."""
     import keras
 
-    from workloads import mnist
-    from workloads.run import RunContext
+    from workloads.harness.run import RunContext
+    from workloads.recipes import mnist
 
     model = mnist.build_model(mnist.stage_config(5))
     path = tmp_path / "stage5.keras"
@@ -112,7 +112,7 @@ def test_grad_cam_and_filter_patterns_on_jax():
     script = textwrap.dedent(
         """
         import numpy as np, keras
-        from workloads import convnet_viz as cv
+        from workloads.recipes import convnet_viz as cv
         keras.utils.set_random_seed(0)
         model = cv.build_canvas_model(28, 10, 0.01)  # small: JAX convolutions on a CPU are slow
         x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from workloads import data
+from workloads.data import images as data
 from workloads.errors import InputError
 
 
@@ -254,7 +254,7 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
     # VmHWM: this process's peak RSS (ru_maxrss would carry pytest's own peak over the exec).
     code = (
         "import sys\n"
-        "from workloads.data import read_idx\n"
+        "from workloads.data.images import read_idx\n"
         "from workloads.errors import InputError\n"
         "try:\n    read_idx(sys.argv[1], 3)\nexcept InputError as exc:\n    print('refused:', exc)\n"
         "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 CHECK = textwrap.dedent(
     """
     import numpy as np, keras
-    from workloads.gradients import value_and_grad
+    from workloads.training.gradients import value_and_grad
     x = np.arange(1, 7, dtype="float32").reshape(2, 3) / 4
     w = np.array([1.0, -2.0, 0.5], dtype="float32")
     value, grad = value_and_grad(lambda t: keras.ops.sum(w * t**2), x)
@@ -70,7 +70,7 @@ def test_value_and_grad_torch():
 
 def test_gradient_wrong_direction_is_caught(monkeypatch):
     """Negative control: the analytic checks above fail for a helper that returns the negated gradient."""
-    from workloads import gradients
+    from workloads.training import gradients
 
     right = gradients.value_and_grad
 

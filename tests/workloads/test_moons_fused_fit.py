@@ -1,5 +1,6 @@
-"""workloads/fused_fit.py trains exactly as `model.fit` does: the same batches in the same order give the same
-weights, losses and validation figures, on TensorFlow and JAX (each backend in its own interpreter)."""
+"""workloads/training/fused_fit.py trains exactly as `model.fit` does: the same batches in the same order give
+the same weights, losses and validation figures, on TensorFlow and JAX (each backend in its own
+interpreter)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ SCRIPT = """
 import json
 import numpy as np
 import keras
-from workloads import moons
-from workloads.fused_fit import fused_fit
+from workloads.recipes import moons
+from workloads.training.fused_fit import fused_fit
 
 cfg = moons.MoonsConfig(epochs=2)
 x, x_val, y, y_val = moons.load_data(cfg)

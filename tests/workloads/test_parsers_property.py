@@ -18,11 +18,11 @@ import numpy as np
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from workloads import assets
-from workloads.data import read_idx
+from workloads.data import assets
+from workloads.data.images import read_idx
 from workloads.errors import InputError
-from workloads.mnist import StageConfig, saved_config, stage_config
-from workloads.training import load_state
+from workloads.recipes.mnist import StageConfig, saved_config, stage_config
+from workloads.training.recorder import load_state
 
 EXAMPLES = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 JSON = st.recursive(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from workloads import results, thresholds
-from workloads.run import RunContext, RunRecord, build_result
+from workloads.harness import results, thresholds
+from workloads.harness.run import RunContext, RunRecord, build_result
 
 
 def make_result(tmp_path, metrics: dict, dataset: str = "mnist", quick: bool = False) -> dict:

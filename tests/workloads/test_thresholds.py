@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from workloads import thresholds
-from workloads.data import KNOWN_DATASETS
+from workloads.data.images import KNOWN_DATASETS
+from workloads.harness import thresholds
 
 LEVELS = ("quick", "full")
 # Every MNIST-format dataset the image workloads can meet: MNIST, Fashion-MNIST, the digits fallback and
-# `idx` (a user's own folder that is neither), as workloads/datasets.toml names them.
+# `idx` (a user's own folder that is neither), as workloads/data/datasets.toml names them.
 IMAGE_DATASETS = tuple(KNOWN_DATASETS)
 # (workload, variant, datasets it runs on). Left out on purpose, reported as "unchecked": a user's own
 # image folder (transfer --base inception_v3), photo (convnet-viz --model xception) or model (--model PATH).
@@ -27,7 +27,7 @@ def test_the_dataset_names_are_the_ones_the_data_layer_gives():
 
 
 def test_the_mnist_stages_are_the_ladder():
-    from workloads.mnist import STAGES
+    from workloads.recipes.mnist import STAGES
 
     assert sorted(STAGES) == [1, 2, 3, 4, 5]
 
@@ -40,7 +40,7 @@ def test_no_gap(level):
         for w, v, lvl, d in sorted(EXPECTED)
         if lvl == level and not thresholds.thresholds_for(w, v, lvl, d, table)
     ]
-    assert not gaps, f"workloads/thresholds.toml has no thresholds for: {', '.join(gaps)}"
+    assert not gaps, f"workloads/harness/thresholds.toml has no thresholds for: {', '.join(gaps)}"
 
 
 def test_no_stray_entry():

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from tests.conftest import REPO, run_workloads
-from workloads import results
 from workloads.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
+from workloads.harness import results
 
 pytestmark = pytest.mark.slow
 BACKENDS = ["tensorflow", "jax"]

@@ -11,13 +11,13 @@ import pytest
 
 from tests.conftest import run_workloads
 from tests.workloads.test_cli import assert_one_line_error
-from workloads import thresholds
 from workloads.errors import InputError
+from workloads.harness import thresholds
 
 
 @pytest.fixture(scope="module")
 def tr():
-    from workloads import transfer
+    from workloads.recipes import transfer
 
     return transfer
 
@@ -151,14 +151,14 @@ def test_missing_weights_file(tmp_path, folder):
 # --- --base self -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ts():
-    from workloads import transfer_self
+    from workloads.recipes import transfer_self
 
     return transfer_self
 
 
 @pytest.fixture(scope="module")
 def digits():
-    from workloads import data
+    from workloads.data import images as data
 
     return data.load_digits_fallback()
 
@@ -190,7 +190,7 @@ def test_restart_trains_like_a_new_model(ts):
     weight.)"""
     import keras
 
-    from workloads.training import restart
+    from workloads.training.recorder import restart
 
     def build():
         return keras.Sequential([ts.build_base(), keras.layers.Dense(5, activation="softmax")])

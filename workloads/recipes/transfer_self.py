@@ -21,8 +21,8 @@ draws, before `make calibrate` confirmed them on every dataset, benchmarks/resul
 - Each phase is one `fit` over the few images repeated for a fixed number of steps, on models compiled once
   and restarted between draws (`training.restart`), so a draw costs steps, not compilations.
 
-What the check judges (workloads/thresholds.toml, calibrated by `make calibrate` over seeds 0-9 on every
-dataset, benchmarks/results/calibration/calibration.md):
+What the check judges (workloads/harness/thresholds.toml, calibrated by `make calibrate` over seeds 0-9 on
+every dataset, benchmarks/results/calibration/calibration.md):
 - `pretrain_accuracy`: the base as the transfer receives it, under its pretraining head, on held-out classes
   0-4. A broken "pretrained" model (weights lost, not loaded, re-initialized) scores chance here.
 - `transfer_margin`: how much the transfer beats scratch. On MNIST by +0.066 to +0.103 over seeds 0-9, where
@@ -45,11 +45,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from workloads import backend, data, pipeline, plots
+from workloads.data import images as data
 from workloads.errors import InputError
-from workloads.recipe_common import prepare_images as prepare
-from workloads.run import RunContext
-from workloads.training import RunRecorder, restart
+from workloads.harness.run import RunContext
+from workloads.recipes import plots
+from workloads.recipes.common import prepare_images as prepare
+from workloads.training import backend, pipeline
+from workloads.training.recorder import RunRecorder, restart
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------

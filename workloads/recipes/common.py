@@ -1,7 +1,6 @@
-"""What every workload recipe does the same way, written once: the level's name, image preparation, a recipe
-with the user's overrides, the pretrained-weights option, and the timings of a run that trained nothing.
-
-Imports no Keras: the harness (workloads/run.py) uses it before the backend is chosen.
+"""What every workload recipe does the same way, written once: image preparation, a recipe with the user's
+overrides, and the pretrained-weights option. (The level's name and the timings of a run that trained nothing
+belong to the run record: workloads/harness/run.py.)
 """
 
 from __future__ import annotations
@@ -15,11 +14,6 @@ import numpy as np
 from workloads.errors import InputError
 
 Recipe = TypeVar("Recipe")
-
-
-def level(quick: bool) -> str:
-    """The run's level as thresholds.toml and result.json name it."""
-    return "quick" if quick else "full"
 
 
 def prepare_images(images: np.ndarray) -> np.ndarray:
@@ -45,13 +39,3 @@ def weights_option(option: str | None) -> str | None:
     weights = None if option == "none" else (option or "imagenet")
     check_weights(weights)
     return weights
-
-
-def no_timings(total_s: float) -> dict:
-    """result.json `timings` of a run without a training loop to time (only its total is known)."""
-    return {
-        "total_s": round(total_s, 3),
-        "first_epoch_s": None,
-        "steady_ms_per_step": None,
-        "samples_per_s": None,
-    }

@@ -1,8 +1,8 @@
 """moons: the seed recipe, exactly: a 10-10-1 network on scikit-learn's two moons, with its decision boundary.
 
 Fast by construction: each epoch, its 22 steps and its validation, is one compiled call
-(workloads/fused_fit.py), so the 100 small epochs cost almost no per-step overhead. On PyTorch, which has no
-such path here, `fit` runs one execution per epoch with validation in one compiled call.
+(workloads/training/fused_fit.py), so the 100 small epochs cost almost no per-step overhead. On PyTorch, which
+has no such path here, `fit` runs one execution per epoch with validation in one compiled call.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import numpy as np
 from sklearn.datasets import make_moons
 from sklearn.model_selection import train_test_split
 
-from workloads import backend, pipeline, plots
-from workloads.fused_fit import fused_fit
-from workloads.recipe_common import with_overrides
-from workloads.run import RunContext
-from workloads.training import EpochValidation, RunRecorder
+from workloads.harness.run import RunContext
+from workloads.recipes import plots
+from workloads.recipes.common import with_overrides
+from workloads.training import backend, pipeline
+from workloads.training.fused_fit import fused_fit
+from workloads.training.recorder import EpochValidation, RunRecorder
 
 
 # --- Hyperparameters (the seed's) ---------------------------------------------------------------------------
@@ -181,7 +182,7 @@ def main(
     learning_rate: float | None = None,
 ) -> int:
     """The seed recipe with the user's overrides (None: the recipe's); the exit code."""
-    from workloads.run import execute
+    from workloads.harness.run import execute
 
     cfg = with_overrides(MoonsConfig, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
     return execute(ctx, lambda c: run(c, cfg))

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workloads.atomic import new_file_mode, write_json
-from workloads.backend import keras_home
 from workloads.errors import InputError
 from workloads.locks import lock_folder
+from workloads.training.backend import keras_home
 
 ASSETS_FILE = Path(__file__).with_name("assets.toml")
 MANIFEST = "manifest.json"
@@ -120,7 +120,7 @@ def fetch(
 
 
 def _empty_manifest() -> dict:
-    from workloads.results import now  # jsonschema comes with it: only where a manifest is made
+    from workloads.harness.results import now  # jsonschema comes with it: only where a manifest is made
 
     return {"format": FORMAT, "created": now(), "assets": {}}
 

@@ -13,14 +13,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from workloads import errors, results, thresholds
+from workloads import errors
 from workloads.atomic import make_writable_folder
-from workloads.fingerprint import environment_fingerprint
+from workloads.harness import results, thresholds
+from workloads.harness.fingerprint import environment_fingerprint
 from workloads.locks import lock_folder
-from workloads.recipe_common import level, no_timings
 
 # result.json `dataset` of a run that stopped before it loaded any data.
 NO_DATASET = {"name": "none", "source": "none", "fallback": False, "train_size": 0, "test_size": 0}
+
+
+def level(quick: bool) -> str:
+    """The run's level as thresholds.toml and result.json name it."""
+    return "quick" if quick else "full"
+
+
+def no_timings(total_s: float) -> dict:
+    """result.json `timings` of a run without a training loop to time (only its total is known)."""
+    return {
+        "total_s": round(total_s, 3),
+        "first_epoch_s": None,
+        "steady_ms_per_step": None,
+        "samples_per_s": None,
+    }
 
 
 @dataclass
@@ -161,7 +176,7 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
 
 def interrupted_message(out_dir: Path) -> str:
     """Suggest --resume only where it works: a run that has written a checkpoint (only mnist does)."""
-    from workloads.training import CHECKPOINT, STATE
+    from workloads.training.recorder import CHECKPOINT, STATE
 
     if (out_dir / CHECKPOINT).is_file() and (out_dir / STATE).is_file():
         return f"interrupted: history and the last checkpoint are kept; continue with --resume {out_dir}"
@@ -179,7 +194,7 @@ _EXIT = {
 
 def execute(ctx: RunContext, body: Callable[[RunContext], None], summary: bool = True) -> int:
     """Run `body(ctx)`; write result.json (also after Ctrl-C or divergence); print the summary; exit code."""
-    from workloads.summary import print_summary
+    from workloads.harness.summary import print_summary
 
     try:
         body(ctx)

@@ -20,13 +20,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from workloads import backend, data, plots
+from workloads.data import images as data
 from workloads.errors import InputError
-from workloads.gradients import value_and_grad
-from workloads.recipe_common import check_weights, no_timings, weights_option, with_overrides
-from workloads.recipe_common import prepare_images as prepare
-from workloads.run import RunContext
-from workloads.training import RunRecorder
+from workloads.harness.run import RunContext, no_timings
+from workloads.recipes import plots
+from workloads.recipes.common import check_weights, weights_option, with_overrides
+from workloads.recipes.common import prepare_images as prepare
+from workloads.training import backend
+from workloads.training.gradients import value_and_grad
+from workloads.training.recorder import RunRecorder
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------
@@ -634,7 +636,7 @@ def main(
 ) -> int:
     """The canvas convnet (default), a saved model (`model` a path), or `model="xception"` on `image` with
     `weights` as --weights takes them; `epochs` at either level (None: the recipe's). The exit code."""
-    from workloads.run import execute
+    from workloads.harness.run import execute
 
     cfg = with_overrides(
         VizConfig, epochs=epochs, quick_epochs=epochs, batch_size=batch_size, learning_rate=learning_rate

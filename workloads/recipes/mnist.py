@@ -18,13 +18,15 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from workloads import backend, data, pipeline, plots
-from workloads.backend import seed_everything
+from workloads.data import images as data
 from workloads.errors import InputError
-from workloads.recipe_common import prepare_images as prepare
-from workloads.recipe_common import with_overrides
-from workloads.run import RunContext
-from workloads.training import RunRecorder, load_checkpoint, load_state
+from workloads.harness.run import RunContext
+from workloads.recipes import plots
+from workloads.recipes.common import prepare_images as prepare
+from workloads.recipes.common import with_overrides
+from workloads.training import backend, pipeline
+from workloads.training.backend import seed_everything
+from workloads.training.recorder import RunRecorder, load_checkpoint, load_state
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------
@@ -322,7 +324,7 @@ def main(
 ) -> int:
     """One stage, the ladder, or `resume` (the folder of an interrupted run, whose own settings it continues
     with); `epochs` None: the recipe's (quick: enough for about `quick_samples` samples). The exit code."""
-    from workloads.run import execute
+    from workloads.harness.run import execute
 
     overrides = {"batch_size": batch_size, "learning_rate": learning_rate}
     if resume is not None:
@@ -341,9 +343,9 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: 
     """All five stages, each in its own sub-folder with its own result.json, then the ladder's result."""
     import json
 
-    from workloads.run import RunContext as Ctx
-    from workloads.run import execute
-    from workloads.thresholds import thresholds_for
+    from workloads.harness.run import RunContext as Ctx
+    from workloads.harness.run import execute
+    from workloads.harness.thresholds import thresholds_for
 
     stage_results, codes = {}, []
     for stage in STAGES:

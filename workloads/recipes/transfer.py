@@ -6,8 +6,8 @@ subfolder per class; augmentation layers equal to the course's ImageDataGenerato
 phase 2 fine-tunes the top Inception block (mixed7) at a 10x smaller learning rate with batch norm frozen.
 
 `--base self` (the default, offline): Keras's `mnist_transfer_cnn` as a robust check, in
-workloads/transfer_self.py: pretrain on classes 0-4, new head on one label per class of 5-9, fine-tune,
-against scratch on the same labels, over several paired draws.
+workloads/recipes/transfer_self.py: pretrain on classes 0-4, new head on one label per class of 5-9,
+fine-tune, against scratch on the same labels, over several paired draws.
 
 Bad image folders: fewer than two classes or a class without images fail with one line; files that are not
 images (by extension) or that PIL cannot decode are SKIPPED with a warning, and counted in result.json.
@@ -24,11 +24,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from workloads import backend, plots
 from workloads.errors import InputError
-from workloads.recipe_common import check_weights, weights_option, with_overrides
-from workloads.run import RunContext
-from workloads.training import RunRecorder
+from workloads.harness.run import RunContext
+from workloads.recipes import plots
+from workloads.recipes.common import check_weights, weights_option, with_overrides
+from workloads.training import backend
+from workloads.training.recorder import RunRecorder
 
 # The extensions keras.utils.image_dataset_from_directory reads.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -338,13 +339,13 @@ def main(
 ) -> int:
     """`base` "self" (transfer_self) or "inception_v3" (with `weights` as --weights takes them); `epochs`: of
     the first phase (self: pretraining; inception_v3: the new head) at either level. The exit code."""
-    from workloads.run import execute
+    from workloads.harness.run import execute
 
     common = {"batch_size": batch_size, "learning_rate": learning_rate}
     if base == "self":
         if weights is not None:
             raise InputError("--weights is for --base inception_v3")
-        from workloads import transfer_self
+        from workloads.recipes import transfer_self
 
         for option, value in (("labels_per_class", labels_per_class), ("draws", draws)):
             if value is not None and value < 1:

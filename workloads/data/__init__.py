@@ -1,0 +1,1 @@
+"""Datasets (IDX reader, the MNIST loading chain, identification) and the offline assets."""

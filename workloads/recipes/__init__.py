@@ -1,0 +1,1 @@
+"""The four workloads, one module each (keras-io style: data, model, train, evaluate, plot)."""

@@ -1,0 +1,1 @@
+"""What the recipes share with the framework: backend and seeding, the recorder, fit, pipelines."""
