@@ -1,7 +1,13 @@
 """keras-workstation workloads: small, real Keras 3 trainings with thresholds, timings and plots.
 
-Run them with `python -m workloads <name> --help`. Each workload module keeps its steps (data, model, train,
-evaluate, plot) as importable functions so the notebooks can call them cell by cell.
+Run them with `python -m workloads <name> --help`. The package is laid out by concern:
+- `recipes/`: the four workloads, one module each, their steps (data, model, train, evaluate, plot) as
+  importable functions so the notebooks can call them cell by cell;
+- `harness/`: one run of a workload: the typed run record, result.json and its schema, the thresholds;
+- `data/`: the datasets and the offline assets;
+- `training/`: the framework side (backend and seeding, recorder, fused fit, pipelines, gradients);
+- `service/`: the JupyterLab authentication rule shared by the image and Ansible.
+`cli.py` adapts the command line to the recipes' plain parameters; `errors.py` holds every exit code.
 """
 
 __version__ = "0.1.0"
