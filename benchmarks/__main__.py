@@ -26,6 +26,7 @@ from workloads.data import images as data
 from workloads.harness.fingerprint import environment_fingerprint
 from workloads.recipes import plots
 from workloads.recipes.mnist import stage_config
+from workloads.training.backend import active_backend
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -229,7 +230,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     default_data = data.FASHION_MNIST_DIR if data.FASHION_MNIST_DIR.is_dir() else None
     parser.add_argument("--data", type=Path, default=default_data, help="IDX folder for MNIST stage 5")
-    parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
+    parser.add_argument("--backend", default=active_backend())
     parser.add_argument("--mnist-epochs", type=int, default=2)
     parser.add_argument("--only", choices=("moons", "mnist", "smoke", "doctor"))
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "bench")

@@ -11,7 +11,6 @@ from typing import Any
 
 from gpu_doctor import rules
 
-BACKENDS = ("tensorflow", "jax", "torch")
 _REQUIREMENT = re.compile(r"^\s*(nvidia-[A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*([^;]*)(?:;(.*))?$")
 
 

@@ -12,16 +12,16 @@ import os
 import sys
 from typing import NoReturn
 
-from gpu_doctor.build import BACKENDS
 from gpu_doctor.diagnose import BadBackend, diagnose
 from gpu_doctor.render import render
 from gpu_doctor.system import Boundary
 from workloads.errors import EXIT_BAD_INPUT, EXIT_THRESHOLD_FAILED
+from workloads.training.backend import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line and exit 2, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
 def parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:

@@ -8,10 +8,11 @@ import time
 from collections.abc import Callable
 
 from gpu_doctor import cuda, framework, hardware, libraries, nvml
-from gpu_doctor.build import BACKENDS, installed_build
+from gpu_doctor.build import installed_build
 from gpu_doctor.context import Context
 from gpu_doctor.model import BROKEN, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
 from gpu_doctor.system import Boundary, current
+from workloads.training.backend import BACKENDS, DEFAULT_BACKEND
 
 PROBES: dict[str, Callable[[Context], Layer]] = {
     "hardware": hardware.hardware,
@@ -32,7 +33,7 @@ class BadBackend(ValueError):
 
 
 def backend_name(backend: str | None = None, env: dict[str, str] | None = None) -> str:
-    name = backend or (env if env is not None else os.environ).get("KERAS_BACKEND") or "tensorflow"
+    name = backend or (env if env is not None else os.environ).get("KERAS_BACKEND") or DEFAULT_BACKEND
     if name not in BACKENDS:
         raise BadBackend(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
     return name

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from typing import Any
 
 import numpy as np
 
 from gpu_doctor.framework import list_gpus
+from workloads.training.backend import active_backend
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def name() -> str:
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
+    return active_backend()
 
 
 def framework_version() -> str:

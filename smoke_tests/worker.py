@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 # How the smoke test runs the workloads: in this worker (default), or each in a fresh interpreter.
 ISOLATIONS = ("worker", "subprocess")
@@ -175,7 +175,7 @@ def serve(reply_fd: int, parent: int, entry: str, workloads: list[str]) -> int:
                 break
     except KeyboardInterrupt:  # Ctrl-C at the terminal reaches the whole process group
         return EXIT_INTERRUPTED
-    return 0
+    return EXIT_OK
 
 
 # --- The check process's side -------------------------------------------------------------------------------

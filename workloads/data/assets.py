@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from workloads.atomic import new_file_mode, write_json
-from workloads.errors import InputError
+from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
 from workloads.locks import lock_folder
 from workloads.training.backend import keras_home
 
@@ -458,24 +458,24 @@ def main(args) -> int:
         for name, spec in asset_table().items():
             pin = "sha256" if spec.get("sha256") else "md5" if spec.get("md5") else "recorded at fetch"
             print(f"{name:28} {spec['subdir']}/{spec['file']}  ({pin})")
-        return 0
+        return EXIT_OK
     if action == "fetch":
         manifest = fetch(args.bundle, args.only)
         print(f"fetched {len(manifest['assets'])} asset(s) into {args.bundle}")
-        return 0
+        return EXIT_OK
     if action == "verify":
         manifest = verify(args.bundle)
         total = sum(e["size"] for e in manifest["assets"].values())
         print(f"{args.bundle}: {len(manifest['assets'])} asset(s), {total / 1e6:.1f} MB, all hashes match")
-        return 0
+        return EXIT_OK
     if action == "pack":
         archive = args.archive or Path(f"{args.bundle}.tar")
         pack(args.bundle, archive)
         print(f"packed {args.bundle} into {archive} ({archive.stat().st_size / 1e6:.1f} MB)")
-        return 0
+        return EXIT_OK
     if action == "install":
         for path, what in install(args.archive or args.bundle, args.keras_home).items():
             print(f"{what} {path}")
-        return 0
+        return EXIT_OK
     print(f"unknown action {action}", file=sys.stderr)
-    return 2
+    return EXIT_BAD_INPUT

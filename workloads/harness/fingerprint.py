@@ -12,6 +12,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from workloads.training.backend import active_backend
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (
     "tensorflow",
@@ -36,7 +38,7 @@ def environment_fingerprint(backend: str | None = None) -> dict:
         "python_executable": sys.executable,
         "platform": platform.platform(),
         "packages": _package_versions(),
-        "keras_backend": backend or os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "keras_backend": backend or active_backend(),
         "lock_sha256": lock_hash() or manifest.get("lock_sha256"),
         "git_revision": git_revision() or manifest.get("git_revision"),
         "image": {"digest": os.environ.get("KW_IMAGE_DIGEST"), **manifest} if manifest else None,
@@ -131,7 +133,7 @@ def backend_build_info(backend: str | None = None) -> dict:
     from gpu_doctor.build import framework_build_info, installed_build
     from gpu_doctor.system import InstalledMetadata
 
-    backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = backend or active_backend()
     try:
         if backend in sys.modules:
             return framework_build_info(backend, importlib.import_module) or {"cuda_build": False}

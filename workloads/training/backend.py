@@ -17,11 +17,16 @@ def keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
+def active_backend() -> str:
+    """The backend Keras will use (or uses): `$KERAS_BACKEND`, else the default; nothing is imported."""
+    return os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+
+
 def select_backend(name: str | None) -> str:
     """Set KERAS_BACKEND (and quiet TensorFlow's C++ logs) before Keras is imported."""
     from workloads.errors import InputError
 
-    name = name or os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
+    name = name or active_backend()
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     os.environ["KERAS_BACKEND"] = name
