@@ -127,7 +127,8 @@ def _warm_up(entry: str, workloads: list[str]) -> None:
     import keras
 
     from workloads import cli
-    from workloads.training import recorder as training  # noqa: F401
+    from workloads.harness import fingerprint, summary  # noqa: F401
+    from workloads.training import recorder  # noqa: F401
 
     for name in workloads:
         cli._workload_main(name)
