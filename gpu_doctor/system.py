@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -68,6 +70,9 @@ class Boundary:
     find_library: Callable[[str], str | None] = ctypes.util.find_library  # the loader's cache (ldconfig)
     metadata: Any = field(default_factory=InstalledMetadata)
     import_module: Callable[[str], ModuleType] = importlib.import_module
+    python: str = sys.executable  # the interpreter of the framework's child process (gpu_doctor.child)
+    python_path: tuple[str, ...] = ()  # put first on that child's sys.path (the tests' stand-in frameworks)
+    timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides of rules.toml [timeouts]
     staged: bool = False  # True when ``root`` is a staged tree (test hook), not this machine
 
     def path(self, *parts: str) -> Path:
@@ -84,6 +89,38 @@ class Boundary:
 
     def ld_library_path(self) -> list[str]:
         return [p for p in self.env.get("LD_LIBRARY_PATH", "").split(":") if p]
+
+    def kernel_log(self, max_bytes: int) -> list[str] | None:
+        """The kernel's log since boot (/dev/kmsg, else /var/log/kern.log), at most ``max_bytes``; None when
+        neither can be read (dmesg_restrict keeps /dev/kmsg from users). Never blocks: /dev/kmsg is read
+        non-blocking up to its end."""
+        for parts in (("dev", "kmsg"), ("var", "log", "kern.log")):
+            try:
+                fd = os.open(self.path(*parts), os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                continue
+            chunks, size = [], 0
+            try:
+                while size < max_bytes:
+                    try:
+                        chunk = os.read(fd, 65536)
+                    except BlockingIOError:
+                        break  # the end of /dev/kmsg
+                    except OSError as err:
+                        if err.errno == errno.EPIPE:  # /dev/kmsg: a record was overwritten while we read
+                            continue
+                        break
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+            finally:
+                os.close(fd)
+            lines = b"".join(chunks).decode(errors="replace").splitlines()
+            if parts[-1] == "kmsg":  # its records are "prio,seq,time,flags;message"
+                lines = [line.split(";", 1)[-1] for line in lines]
+            return lines
+        return None
 
 
 def current(env: Mapping[str, str] | None = None) -> Boundary:

@@ -382,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor(argv[1:], prog="python -m smoke_tests doctor")
     started, started_epoch = time.perf_counter(), time.time()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 1, not 2: TensorFlow's W-level lines carry its reasons ("Cannot dlopen some GPU libraries", "Can't find
+    # libdevice directory"); they reach a failing check's message and a dying check's last words.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = parse_args(argv)
     STOP.install()
     try:
