@@ -106,7 +106,7 @@ def visible(gpus: list[dict[str, Any]], env: Mapping[str, str]) -> Visibility:
     if value is None:
         return Visibility(None, ordered, order_known=known)
     result = Visibility(value, [], order_known=True)
-    for raw in value.split(","):
+    for raw in value.split(",") if value.strip() else []:  # empty: no GPU at all
         entry = raw.strip()
         gpu = None
         if re.fullmatch(r"\d+", entry):

@@ -34,9 +34,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # what the child needs on sy
 STEP_MARK = "--- gpu_doctor.child: "  # the child writes it to stderr as each step starts
 # The framework's own log lines worth quoting: absl's W/E/F lines (TensorFlow, XLA), LLVM's fatal errors, and
 # anything about the GPU stack.
-_LOG_LINE = re.compile(r"^[WEF]\d{4} |LLVM|fatal|abort|error|warning", re.IGNORECASE)
+_LOG_LINE = re.compile(r"^[WEF]\d{4} |LLVM|\bfatal\b|\babort|\berror\b|\bfailed\b|^warning:", re.IGNORECASE)
 _GPU_WORDS = re.compile(r"gpu|cuda|cudnn|dlopen|driver|device|ptx|plugin|libdevice|xla", re.IGNORECASE)
-_NOISE = re.compile(r"^\s|^File \"|^Fatal Python error|^Current thread|^Thread 0x|^Extension modules|^---")
+_NOISE = re.compile(
+    r"^\s|^File \"|^Fatal Python error|^Current thread|^Thread 0x|^Extension modules|^---|"
+    r"^WARNING: All log messages before absl"
+)
 
 
 @contextlib.contextmanager
@@ -93,7 +96,7 @@ def list_gpus(framework: str, import_module: Any) -> tuple[list[str], str | None
     if logs:
         os.write(2, ("\n".join(logs) + "\n").encode(errors="replace"))
     if not gpus and reason is None:
-        reason = "; ".join(relevant(logs, 4)) or None
+        reason = words(logs)
     return gpus, reason
 
 

@@ -284,14 +284,9 @@ def nvml_layer(ctx: Context) -> Layer:
             "remedy": "make setup (nvidia-ml-py is in the lock's dependencies)",
         }
     else:
-        limits, info = rules.timeouts(ctx.boundary.timeouts), empty_picture()
-        try:
-            bounded.run(
-                lambda watch: probe(module, ctx.where, watch, limits, info), limits["nvml_start_s"], "NVML"
-            )
-        except bounded.Unanswered as hung:
-            return _unanswered(ctx, layer, hung, info)
-        ctx.nvml = info
+        ctx.nvml = bounded_probe(module, ctx.where, rules.timeouts(ctx.boundary.timeouts))
+        if ctx.nvml.get("hung"):
+            return _unanswered(ctx, layer)
     info = ctx.nvml
     layer.facts = {k: v for k, v in info.items() if k != "gpus"}
     if info.get("error") and not info["gpus"]:
@@ -340,24 +335,43 @@ def nvml_layer(ctx: Context) -> Layer:
     return layer
 
 
-def _unanswered(ctx: Context, layer: Layer, hung: bounded.Unanswered, info: dict[str, Any]) -> Layer:
-    """A GPU (or NVML's start) that did not answer within its budget: the probe thread is left behind, the
-    diagnosis names the GPU and goes on (NVIDIA/open-gpu-kernel-modules#446: GSP RPC time-outs, Xid 119)."""
-    answered = [dict(g) for g in list(info["gpus"])]
-    ctx.nvml = {**empty_picture(), **{k: v for k, v in info.items() if k != "gpus"}, "gpus": answered}
-    ctx.nvml.update(available=False, error="Timeout", hung={"what": hung.what, "call": hung.call,
-                                                             "budget_s": hung.budget_s})  # fmt: skip
-    where = f" (in {hung.call})" if hung.call else ""
-    cause = f"{hung.what} did not answer NVML within {hung.budget_s:g} s{where}: a firmware (GSP) hang?"
+def bounded_probe(
+    nvml: ModuleType | None = None, where: str = "host", limits: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """``probe`` in a thread with a time limit per step: what every caller outside a test uses. A GPU (or
+    NVML's start) that does not answer in time is left behind, and the picture says so: "available" False,
+    "hung" {"what", "call", "budget_s"}, the reason in words, and the GPUs that did answer."""
+    limits, info = limits or rules.timeouts(), empty_picture()
+    try:
+        bounded.run(lambda watch: probe(nvml, where, watch, limits, info), limits["nvml_start_s"], "NVML")
+    except bounded.Unanswered as hung:
+        answered = [dict(g) for g in list(info["gpus"])]  # the thread may still write: a copy
+        where_in = f" (in {hung.call})" if hung.call else ""
+        return {
+            **{k: v for k, v in info.items() if k != "gpus"},
+            "gpus": answered,
+            "available": False,
+            "error": "Timeout",
+            "hung": {"what": hung.what, "call": hung.call, "budget_s": hung.budget_s},
+            "reason": f"{hung.what} did not answer NVML within {hung.budget_s:g} s{where_in}: a firmware "
+            "(GSP) hang?",
+            "remedy": HUNG_REMEDY,
+        }
+    return info
+
+
+def _unanswered(ctx: Context, layer: Layer) -> Layer:
+    """A GPU (or NVML's start) that did not answer within its budget: named, with the kernel log's Xid errors
+    when there are some (NVIDIA/open-gpu-kernel-modules#446: GSP RPC time-outs, Xid 119)."""
+    hung = ctx.nvml["hung"]
     xids = kernel_log.read_xids(ctx.boundary) or []
     if xids:
-        cause += f" The kernel log has {kernel_log.summary(xids[-20:])}"
-    ctx.nvml["reason"] = cause
+        ctx.nvml["reason"] += f" The kernel log has {kernel_log.summary(xids[-20:])}"
     layer.facts = {k: v for k, v in ctx.nvml.items() if k != "gpus"}
     return layer.broken(
-        cause,
+        ctx.nvml["reason"],
         HUNG_REMEDY,
-        summary=f"{hung.what} did not answer within {hung.budget_s:g} s",
+        summary=f"{hung['what']} did not answer within {hung['budget_s']:g} s",
     )
 
 
