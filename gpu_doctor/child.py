@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
     with open(results, "a", encoding="utf-8") as out:
         _step(out, "import")
         try:
-            gpus, reason = list_gpus(framework, importlib.import_module)
+            gpus, reason = list_gpus(framework, importlib.import_module, capture=False)
         except Exception as err:  # the framework's own exception, reported as the import's failure
             _emit(out, {"event": "framework", "error": f"{type(err).__name__}: {err}"})
             return 0

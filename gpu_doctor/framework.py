@@ -32,6 +32,7 @@ from gpu_doctor.model import NA, OK, Layer
 REL_TOLERANCE = 1e-2  # TF32 matmuls on Ampere+ differ from the CPU by ~1e-3
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # what the child needs on sys.path to import gpu_doctor
 STEP_MARK = "--- gpu_doctor.child: "  # the child writes it to stderr as each step starts
+GENERIC_REMEDY = "python -m smoke_tests doctor --json (the framework's whole message and its log)"
 # The framework's own log lines worth quoting: absl's W/E/F lines (TensorFlow, XLA), LLVM's fatal errors, and
 # anything about the GPU stack.
 _LOG_LINE = re.compile(r"^[WEF]\d{4} |LLVM|\bfatal\b|\babort|\berror\b|\bfailed\b|^warning:", re.IGNORECASE)
@@ -87,11 +88,13 @@ def words(lines: list[str]) -> str | None:
     return lines[-1][:300] if lines else None
 
 
-def list_gpus(framework: str, import_module: Any) -> tuple[list[str], str | None]:
+def list_gpus(framework: str, import_module: Any, capture: bool = True) -> tuple[list[str], str | None]:
     """The GPUs the framework can use, and the framework's own reason when it has none (its exception or the
-    log lines it printed while looking: captured here, and written back to stderr for the logs)."""
+    log lines it printed while looking: captured here, and written back to stderr for the logs). The doctor's
+    child does not capture (``capture=False``): a framework that aborts would take the captured lines with it,
+    and the doctor reads the child's whole stderr anyway."""
     logs: list[str] = []
-    with captured_stderr(logs):
+    with captured_stderr(logs) if capture else contextlib.nullcontext():
         gpus, reason = _list(framework, import_module)
     if logs:
         os.write(2, ("\n".join(logs) + "\n").encode(errors="replace"))
@@ -275,6 +278,9 @@ def framework_layer(ctx: Context) -> Layer:
     if found is None:
         said = words(phase) or "no message"
         cause, remedy = explain_failure(said, ctx.nvml, build.install_gpu)
+        if remedy == GENERIC_REMEDY:
+            remedy = f"reinstall it (make setup); {build.install_gpu}; the full output: {GENERIC_REMEDY}"
+        layer.facts["stderr_tail"] = [line for line in phase if line.strip()][-20:]
         return layer.broken(
             f"importing {build.framework} {how_it_ended(child)}. It said: {cause}",
             remedy,
@@ -344,7 +350,7 @@ def explain_failure(text: str, nvml_picture: dict[str, Any], install_gpu: str) -
             f"{first} -> the driver cannot run this build's GPU code",
             "upgrade the NVIDIA driver (make provision)",
         )
-    return first, "see the full message: python -m smoke_tests doctor --json"
+    return first, GENERIC_REMEDY
 
 
 def compute_layer(ctx: Context) -> Layer:

@@ -368,7 +368,7 @@ class Machine:
         (lines it logs while listing them: "W0000 ...", filtered by TF_CPP_MIN_LOG_LEVEL like TensorFlow),
         error (JAX: the exception of jax.devices), fail / abort / hang / wrong (what its first GPU computation
         does: raise this message, write this and abort, never return, return wrong numbers), compute_log, and
-        at ("first": the first GPU operation, "xla": the XLA-compiled function)."""
+        at ("first": the first GPU operation, "xla": the XLA-compiled function, "import": the import)."""
         spec_file = self.write(f"fake_frameworks/{name}.json", json.dumps(spec))
         self.env[SPEC_VARIABLE] = str(spec_file.parent)
 

@@ -17,7 +17,7 @@ import pytest
 
 from gpu_doctor.build import installed_build
 from gpu_doctor.context import Context
-from gpu_doctor.framework import run_child, words
+from gpu_doctor.framework import framework_layer, words
 from gpu_doctor.system import Boundary
 from tests.conftest import REPO, require
 from tests.gpu_doctor.staging import FAKE_FRAMEWORKS
@@ -50,19 +50,21 @@ def test_real_tensorflow_drops_w_lines_at_level_2_and_so_does_the_stand_in(level
 
 
 def test_the_doctors_child_keeps_the_real_frameworks_words(tmp_path: Path) -> None:
-    """On this machine (no GPU) the real TensorFlow lists none; the child's record carries its reason."""
+    """On this machine (no GPU) the real TensorFlow lists none; the framework layer quotes its reason."""
     require(HAS_TF, "TensorFlow 2.21 (make setup installs it from uv.lock)")
     if Path("/dev/nvidiactl").exists():
-        pytest.skip("an NVIDIA driver is here: TensorFlow may list a GPU, so there is no reason to keep")
+        pytest.skip("an NVIDIA driver is here: TensorFlow may list a GPU, so there is no reason to quote")
     b = Boundary(env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})  # what the user's shell may hold
     ctx = Context(
         b, "tensorflow", installed_build("tensorflow", b.metadata), ask_framework=True, ask_compute=False
     )
-    child = run_child(ctx)
-    (found,) = [r for r in child["records"] if r.get("event") == "framework"]
-    assert found["gpus"] == [] and found["reason"], child["stderr"][-10:]
-    assert "cuInit" in found["reason"] or "cuda drivers" in found["reason"], found["reason"]
-    assert found["reason"] == words(child["stderr"]) or found["reason"] in "\n".join(child["stderr"])
+    layer = framework_layer(ctx)
+    assert layer.status == "BROKEN" and "tensorflow lists no GPU" in layer.cause, layer
+    said = layer.cause.split("It says: ", 1)[1]
+    assert "cuInit" in said or "cuda drivers" in said, (
+        said
+    )  # TensorFlow's own line, whatever the shell's level
+    assert said.split(" (points at")[0] in "\n".join(ctx.child["stderr"])
 
 
 def test_words_prefer_the_line_a_rule_knows() -> None:

@@ -33,7 +33,8 @@ def log(lines: list[str] | str | None) -> None:
 
 
 def on_gpu(s: dict[str, Any], where: str) -> None:
-    """What the first GPU operation (``where``: "first" or "xla") does, by the spec."""
+    """What the first GPU operation (``where``: "first", "xla", or "import": the import itself) does, by the
+    spec."""
     if s.get("at", "first") != where:
         return
     log(s.get("compute_log"))
