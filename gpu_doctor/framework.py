@@ -256,6 +256,12 @@ def _record(child: dict[str, Any], event: str) -> dict[str, Any] | None:
     return next((r for r in child["records"] if r.get("event") == event), None)
 
 
+def _last_words(ctx: Context, layer: Layer, phase: list[str]) -> tuple[str, str]:
+    """Cause and remedy from what a framework that died or hung said last (its stderr tail: the facts)."""
+    layer.facts["stderr_tail"] = [line for line in phase if line.strip()][-20:]
+    return explain_failure(words(phase) or "no message", ctx.nvml, ctx.build.install_gpu)
+
+
 def framework_layer(ctx: Context) -> Layer:
     layer, build = Layer("framework"), ctx.build
     layer.facts = {"backend": ctx.backend, "build": build.as_dict()}
@@ -276,11 +282,9 @@ def framework_layer(ctx: Context) -> Layer:
     layer.facts["log"] = relevant(phase)
     found = _record(child, "framework")
     if found is None:
-        said = words(phase) or "no message"
-        cause, remedy = explain_failure(said, ctx.nvml, build.install_gpu)
+        cause, remedy = _last_words(ctx, layer, phase)
         if remedy == GENERIC_REMEDY:
             remedy = f"reinstall it (make setup); {build.install_gpu}; the full output: {GENERIC_REMEDY}"
-        layer.facts["stderr_tail"] = [line for line in phase if line.strip()][-20:]
         return layer.broken(
             f"importing {build.framework} {how_it_ended(child)}. It said: {cause}",
             remedy,
@@ -367,9 +371,7 @@ def compute_layer(ctx: Context) -> Layer:
     done = _record(child, "compute") if child else None
     if done is None:
         # The framework died or hung while it computed: its last words are the cause.
-        said = words(phase) or "no message"
-        cause, remedy = explain_failure(said, ctx.nvml, ctx.build.install_gpu)
-        layer.facts["stderr_tail"] = [line for line in phase if line.strip()][-20:]
+        cause, remedy = _last_words(ctx, layer, phase)
         return layer.broken(
             f"the framework's process {how_it_ended(child)} while it computed on {gpu0}. It said: {cause}",
             remedy,

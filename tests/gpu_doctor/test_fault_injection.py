@@ -223,19 +223,21 @@ def tensorflow_cannot_dlopen(m: Machine) -> None:
 
 
 # --- 2025-2026: Blackwell, CUDA 13, open kernel modules, hangs, Xid, containers -----------------------------
+def _one_gpu(m: Machine, name: str, pci_id: str, cc: tuple[int, int], driver: str = "580.65.06") -> None:
+    """The staged GPU replaced by another model, on a driver of branch 580 (CUDA 13.0)."""
+    m.write("sys/bus/pci/devices/0000:01:00.0/device", f"0x{pci_id}\n")
+    _nvml(m, nvmlDeviceGetName=name, nvmlDeviceGetCudaComputeCapability=cc, nvmlSystemGetDriverVersion=driver,
+          nvmlSystemGetCudaDriverVersion=13000)  # fmt: skip
+    m.cuda = FakeCuda(driver=13000, devices=[(name, cc)])
+
+
 def b200(m: Machine) -> None:
-    m.write("sys/bus/pci/devices/0000:01:00.0/device", "0x2901\n")
-    _nvml(m, nvmlDeviceGetName="NVIDIA B200", nvmlDeviceGetCudaComputeCapability=(10, 0),
-          nvmlSystemGetDriverVersion="580.65.06", nvmlSystemGetCudaDriverVersion=13000)  # fmt: skip
-    m.cuda = FakeCuda(driver=13000, devices=[("NVIDIA B200", (10, 0))])
+    _one_gpu(m, "NVIDIA B200", "2901", (10, 0))
 
 
 def jax_sm107_xla_abort(m: Machine) -> None:
     """JAX's CUDA 12 wheels on an sm_107 GPU: XLA's LLVM refuses the target and aborts the process."""
-    m.write("sys/bus/pci/devices/0000:01:00.0/device", "0x2c01\n")
-    _nvml(m, nvmlDeviceGetName="NVIDIA RTX PRO Thor", nvmlDeviceGetCudaComputeCapability=(10, 7),
-          nvmlSystemGetDriverVersion="580.65.06", nvmlSystemGetCudaDriverVersion=13000)  # fmt: skip
-    m.cuda = FakeCuda(driver=13000, devices=[("NVIDIA RTX PRO Thor", (10, 7))])
+    _one_gpu(m, "NVIDIA RTX PRO Thor", "2c01", (10, 7))
     m.env["KERAS_BACKEND"] = "jax"
     m.metadata.versions.update({"jax": "0.11.1", "jaxlib": "0.11.1", "jax-cuda12-plugin": "0.11.1"})
     m.framework(
@@ -248,10 +250,7 @@ def jax_sm107_xla_abort(m: Machine) -> None:
 
 
 def cuda13_jax_on_v100(m: Machine) -> None:
-    m.write("sys/bus/pci/devices/0000:01:00.0/device", "0x1db4\n")
-    _nvml(m, nvmlDeviceGetName="Tesla V100-PCIE-32GB", nvmlDeviceGetCudaComputeCapability=(7, 0),
-          nvmlSystemGetDriverVersion="580.126.09", nvmlSystemGetCudaDriverVersion=13000)  # fmt: skip
-    m.cuda = FakeCuda(driver=13000, devices=[("Tesla V100-PCIE-32GB", (7, 0))])
+    _one_gpu(m, "Tesla V100-PCIE-32GB", "1db4", (7, 0), driver="580.126.09")
     m.env["KERAS_BACKEND"] = "jax"
     m.metadata.versions.update({"jax": "0.10.2", "jaxlib": "0.10.2", "jax-cuda13-plugin": "0.10.2"})
 
