@@ -505,9 +505,17 @@ def _own_link_widths(ctx: Context) -> None:
 def xid_problems(ctx: Context, layer: Layer, gpu: dict[str, Any]) -> list[tuple[str, str]]:
     """The kernel log's Xid errors of ``gpu`` that mean it needs a reset or service (NVML still answers)."""
     events = kernel_log.for_gpu(layer.facts.get("xid_events", []), gpu.get("pci_bus_id"))
-    bad = [e for e in events if e["severity"] == "broken"]
+    bad = [e for e in events if e["severity"] == "broken" and kernel_log.recent(e)]
+    old = [e for e in events if e["severity"] == "broken" and not kernel_log.recent(e)]
+    if old:
+        hours = min(e["age_s"] for e in old) / 3600
+        layer.warn(
+            f"GPU {gpu['index']}: the kernel log has {kernel_log.summary(old)}, the last {hours:.1f} h "
+            "ago; if the GPU was reset since, it is history",
+            old[-1].get("remedy", "reboot").format(index=gpu["index"]),
+        )
     if not bad:
-        if events:
+        if events and not old:
             layer.notes.append(f"GPU {gpu['index']}: the kernel log has {kernel_log.summary(events)}")
         return []
     last = bad[-1]

@@ -58,6 +58,15 @@ class InstalledMetadata:
         return [Path(str(dist.locate_file(f))) for f in (dist.files or [])]
 
 
+def _dmesg_line(record: str) -> str:
+    """A /dev/kmsg record as dmesg prints it: "[seconds since boot] message"."""
+    head, _, message = record.partition(";")
+    fields = head.split(",")
+    if len(fields) >= 3 and fields[2].isdigit():
+        return f"[{int(fields[2]) / 1e6:.6f}] {message}"
+    return message or record
+
+
 @dataclass
 class Boundary:
     """Where the probes look. Each field is one kind of OS access; the tests replace exactly these."""
@@ -91,9 +100,10 @@ class Boundary:
         return [p for p in self.env.get("LD_LIBRARY_PATH", "").split(":") if p]
 
     def kernel_log(self, max_bytes: int) -> list[str] | None:
-        """The kernel's log since boot (/dev/kmsg, else /var/log/kern.log), at most ``max_bytes``; None when
-        neither can be read (dmesg_restrict keeps /dev/kmsg from users). Never blocks: /dev/kmsg is read
-        non-blocking up to its end."""
+        """The kernel's log since boot (/dev/kmsg, else /var/log/kern.log), at most ``max_bytes``, each
+        line as dmesg prints it ("[seconds since boot] message"); None when neither can be read
+        (dmesg_restrict keeps /dev/kmsg from users). Never blocks: /dev/kmsg is read non-blocking up to its
+        end."""
         for parts in (("dev", "kmsg"), ("var", "log", "kern.log")):
             try:
                 fd = os.open(self.path(*parts), os.O_RDONLY | os.O_NONBLOCK)
@@ -117,8 +127,8 @@ class Boundary:
             finally:
                 os.close(fd)
             lines = b"".join(chunks).decode(errors="replace").splitlines()
-            if parts[-1] == "kmsg":  # its records are "prio,seq,time,flags;message"
-                lines = [line.split(";", 1)[-1] for line in lines]
+            if parts[-1] == "kmsg":  # its records are "prio,seq,usec,flags;message": as dmesg prints them
+                lines = [_dmesg_line(line) for line in lines]
             return lines
         return None
 

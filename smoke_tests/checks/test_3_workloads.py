@@ -108,7 +108,7 @@ def test_workload(
     code = outcome.exit
     check.detail("dataset", result.get("dataset"))
     on_gpu = "GPU" in str(result.get("device", "")).upper()
-    check.detail("ran_on", framework_gpu if on_gpu and framework_gpu else str(result.get("device") or "cpu"))
+    check.detail("ran_on", framework_gpu if on_gpu and framework_gpu else "cpu")
     check.detail("thresholds", result.get("thresholds"))
     higher = ("transfer_margin", "pointing_game")
     for metric, value in (result.get("metrics") or {}).items():

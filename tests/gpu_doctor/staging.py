@@ -304,9 +304,12 @@ class Machine:
         self.write(f"{base}/current_link_width", f"{width}\n")
         self.bind(address, driver)
 
-    def kernel_log(self, *messages: str) -> None:
-        """/dev/kmsg as the kernel gives it: one "prio,seq,usec,flags;message" record a line."""
-        self.write("dev/kmsg", "".join(f"6,{i},{1000 * i},-;{m}\n" for i, m in enumerate(messages)))
+    def kernel_log(self, *messages: str, at_s: float = 100.0, uptime_s: float = 160.0) -> None:
+        """/dev/kmsg as the kernel gives it: one "prio,seq,usec,flags;message" record a line, logged ``at_s``
+        seconds after boot; /proc/uptime says ``uptime_s``."""
+        usec = int(at_s * 1e6)
+        self.write("dev/kmsg", "".join(f"6,{i},{usec + i},-;{m}\n" for i, m in enumerate(messages)))
+        self.write("proc/uptime", f"{uptime_s:.2f} {uptime_s * 1.5:.2f}\n")
 
     def bind(self, address: str, driver: str | None) -> None:
         link = self.path(f"sys/bus/pci/devices/{address}/driver")
