@@ -89,18 +89,44 @@ def code_for(cc: str, archs: list[str]) -> str | None:
     return None
 
 
-def known_broken(framework: str, version: str | None, cc: str, archs: list[str]) -> dict[str, str] | None:
-    """A reported-broken combination of this framework build and GPU generation: {"cause", "remedy"}."""
-    cc_version = version_tuple(cc)
-    if cc_version is None:
+def _within(value: tuple[int, ...] | None, low: str | None, below: str | None) -> bool:
+    """low <= value < below, on major.minor ("13" is 13.0); an unknown value is in no range."""
+
+    def mm(v: tuple[int, ...]) -> tuple[int, int]:
+        return (v[0], v[1] if len(v) > 1 else 0)
+
+    if value is None:
+        return False
+    lo, hi = version_tuple(low), version_tuple(below)
+    return (lo is None or mm(value) >= mm(lo)) and (hi is None or mm(value) < mm(hi))
+
+
+def known_broken(
+    framework: str, version: str | None, cc: str, archs: list[str], build_cuda: str | None = None
+) -> dict[str, str] | None:
+    """A reported-broken combination of this framework build and GPU generation (rules.toml [[known_broken]]):
+    {"id", "cause", "remedy", "source"}; None when no entry matches."""
+    cc_version, cuda_version = version_tuple(cc), version_tuple(build_cuda)
+    if cc_version is None or len(cc_version) < 2:
         return None
     for entry in rules().get("known_broken", []):
-        if entry["framework"] != framework or cc_version[0] != entry["cc_major"]:
+        if framework not in entry["framework"] or not _within(
+            cc_version, entry.get("cc_min"), entry.get("cc_below")
+        ):
+            continue
+        by_cuda = "build_cuda_min" in entry or "build_cuda_below" in entry
+        if by_cuda and not _within(cuda_version, entry.get("build_cuda_min"), entry.get("build_cuda_below")):
             continue
         if any(a.startswith(entry.get("unless_archs_include", "\0")) for a in archs):
             continue
-        values = {"version": version or "?", "cc": cc}
-        return {"cause": entry["cause"].format(**values), "remedy": entry["remedy"].format(**values)}
+        values = {"framework": framework, "version": version or "?", "cc": cc, "cuda": build_cuda or "?",
+                  "install_jax": framework_rules("jax").get("install_gpu", "")}  # fmt: skip
+        return {
+            "id": entry["id"],
+            "cause": entry["cause"].format(**values),
+            "remedy": entry["remedy"].format(**values),
+            "source": entry["source"],
+        }
     return None
 
 
@@ -221,13 +247,35 @@ def cuda_error(code: int) -> dict[str, str]:
     return dict(entry)
 
 
-def blame_for_error(text: str) -> str | None:
-    """Which layer a framework error message points at (rules.toml [[framework_errors]])."""
+def framework_error(text: str) -> dict[str, Any] | None:
+    """The first rules.toml [[framework_errors]] entry whose needle is in ``text`` (case-insensitive), with
+    the needle that matched ("needle")."""
     low = text.lower()
     for entry in rules()["framework_errors"]:
-        if any(n.lower() in low for n in entry["needles"]):
-            return entry["blame"]
+        hit = next((n for n in entry["needles"] if n.lower() in low), None)
+        if hit is not None:
+            return {**entry, "needle": hit}
     return None
+
+
+def blame_for_error(text: str) -> str | None:
+    """Which layer a framework error message points at (rules.toml [[framework_errors]])."""
+    entry = framework_error(text)
+    return entry["blame"] if entry else None
+
+
+def timeouts(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The probes' time limits in seconds (rules.toml [timeouts]), with ``overrides`` (the tests shorten
+    them)."""
+    return {**{k: float(v) for k, v in rules()["timeouts"].items()}, **dict(overrides or {})}
+
+
+def xid(code: int) -> dict[str, str]:
+    """What an Xid error means and how bad it is (rules.toml [xid.codes]); unknown codes are warnings."""
+    entry = rules()["xid"]["codes"].get(str(code))
+    if entry is None:
+        return {"severity": "warn", "meaning": "see NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)"}
+    return dict(entry)
 
 
 def hostile_env_vars(environ: Mapping[str, str]) -> list[str]:

@@ -212,6 +212,20 @@ def _diagnosis_html(diagnosis: dict[str, Any]) -> str:
     )
 
 
+def incomplete_html(report: dict[str, Any]) -> str:
+    """A run that did not finish: how the check process ended, the check that was running, its last words."""
+    state = report.get("incomplete")
+    if not state:
+        return ""
+    esc = html.escape
+    not_run = ", ".join(state.get("not_run", [])[:20]) or "none"
+    words = "\n".join(state.get("last_words", [])) or "(no output)"
+    return (
+        f'<h2>The run did not finish</h2><p class="warn" id="incomplete">{esc(state["message"])}</p>'
+        f"<p>Its last words (pytest.log):</p><pre>{esc(words)}</pre><p>Not run: {esc(not_run)}</p>"
+    )
+
+
 def _seconds(value: float) -> str:
     return f"{value:.1f}" if value >= 0.1 else f"{value:.2f}"
 
@@ -309,6 +323,7 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
 level {esc(report["level"])} · backend {esc(report["backend"])} · {report["duration_s"]} s ·
 {esc(report["created"])}</div>
 {no_gpu}
+{incomplete_html(report)}
 {_diagnosis_html(diagnosis)}
 <h2>Checks</h2>
 <table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
@@ -333,6 +348,12 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
     if report.get("time"):
         spent = ", ".join(f"{k} {v:.1f}" for k, v in report["time"].items() if v >= 0.05)
         lines.append(f"  time in the checks (s): {spent}")
+    state = report.get("incomplete")
+    if state:
+        lines.append(f"  !! the run did not finish: {state['message'][:300]}")
+        if state.get("last_words"):
+            lines.append("  !! its last words (pytest.log):")
+            lines += [f"       {w[:150]}" for w in state["last_words"][-6:]]
     gpu, diagnosis = report["gpu"], report.get("diagnosis") or {}
     broken = _layer(diagnosis, diagnosis.get("first_broken") or "")
     if diagnosis.get("staged_root"):

@@ -26,7 +26,7 @@ from typing import Any
 from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
-from smoke_tests import report, timing, worker
+from smoke_tests import completion, report, timing, worker
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
@@ -143,11 +143,13 @@ def _relay(fd: int) -> threading.Thread:
 def run_checks(
     out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int
 ) -> tuple[int | None, str]:
-    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note).
+    """Run pytest over the check modules in a child; returns (its exit code, -N when a signal killed it, or
+    None when the runner stopped it; the note that says why).
     Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
     limits = level_settings(args.level)
-    results = out / "results.jsonl"
+    results, journal = out / "results.jsonl", out / completion.JOURNAL
     results.unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
     env = {
         **os.environ,
@@ -179,9 +181,11 @@ def run_checks(
         "-q",
         "--no-header",
         "-rN",
+        "--capture=tee-sys",  # native code writes to fd 2 uncaptured: a dying check's words reach pytest.log
         f"--smoke-out={out}",
         f"--smoke-level={args.level}",
         f"--smoke-results={results}",
+        f"--smoke-journal={journal}",
         f"--smoke-progress-fd={write_fd}",
         f"--smoke-seed={run_seed}",
         f"--smoke-isolation={args.isolation}",
@@ -193,7 +197,7 @@ def run_checks(
     if args.select:
         cmd += ["-k", args.select]
     relay = _relay(read_fd)
-    with (out / "pytest.log").open("w") as log:
+    with (out / completion.LOG).open("w") as log:
         # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
@@ -202,9 +206,7 @@ def run_checks(
         code, note = _wait(proc, limits["suite_timeout_s"])
         stop_process_group(proc)  # whatever a check started and left behind
     relay.join(timeout=5)
-    if code is not None and code < 0:
-        code, note = None, f"the check process died (signal {-code}); see pytest.log"
-    return code, note
+    return code, note  # a negative code (killed by a signal) is judged by smoke_tests.completion
 
 
 # --- signals and the check process ------------------------------------------------------------------------
@@ -382,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor(argv[1:], prog="python -m smoke_tests doctor")
     started, started_epoch = time.perf_counter(), time.time()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 1, not 2: TensorFlow's W-level lines carry its reasons ("Cannot dlopen some GPU libraries", "Can't find
+    # libdevice directory"); they reach a failing check's message and a dying check's last words.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = parse_args(argv)
     STOP.install()
     try:
@@ -420,19 +424,14 @@ def main(argv: list[str] | None = None) -> int:
         system = json.loads((out / "system.json").read_text())
     with contextlib.suppress(OSError, ValueError):
         diagnosis = json.loads((out / "diagnosis.json").read_text())
-    if note:
-        checks.append(
-            {
-                "id": "suite",
-                "name": "suite",
-                "category": "suite",
-                "status": "error",
-                "duration_s": 0,
-                "message": note,
-            }
-        )
+    # A run that did not finish (the check process died, was stopped, or left checks unrun) is never a pass.
+    incomplete = completion.unfinished(out, checks, code, note)
+    if incomplete:
+        checks += completion.records(incomplete, interrupted=bool(interrupted))
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
                         (started_epoch, launched), run_seed)  # fmt: skip
+    if incomplete:
+        data["incomplete"] = incomplete
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"
@@ -441,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 128 + STOP.signum
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.
-    if code in (2, 3, 4, 5):
+    if code in (2, 3, 4, 5) and not incomplete:
         print(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
               file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT

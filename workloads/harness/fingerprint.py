@@ -109,7 +109,7 @@ def gpu_info() -> list[dict] | dict:
     """Each NVIDIA GPU's name, UUID, memory and driver through NVML (gpu_doctor), or why there are none."""
     from gpu_doctor import nvml
 
-    picture = nvml.probe()
+    picture = nvml.bounded_probe()  # a GPU that does not answer is a reason, never a hang
     if not picture["available"]:
         return {"error": picture["reason"]}
     return [
@@ -117,6 +117,7 @@ def gpu_info() -> list[dict] | dict:
             "index": g["index"],
             "name": g.get("name"),
             "uuid": g.get("uuid"),
+            "pci_bus_id": g.get("pci_bus_id"),
             "memory_gib": round(g["memory_total_mib"] / 1024, 1)
             if isinstance(g.get("memory_total_mib"), int)
             else None,
