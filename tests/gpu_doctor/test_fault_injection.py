@@ -403,7 +403,7 @@ MODES = [
         cudnn_missing,
         "CUDA libraries",
         "libcudnn.so.* (cudnn) is missing",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -412,7 +412,7 @@ MODES = [
         tensorflow_without_cuda_wheels,
         "CUDA libraries",
         "the wheel nvidia-cublas-cu12 is not installed",
-        "tensorflow[and-cuda]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -476,7 +476,7 @@ MODES = [
         jax_cpu_only,
         "framework",
         "jax 0.10.2 has no CUDA plugin",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -494,7 +494,7 @@ MODES = [
         jax_reason,
         "framework",
         "Unable to initialize backend 'cuda': FAILED_PRECONDITION: No visible GPU devices.",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -503,7 +503,7 @@ MODES = [
         tensorflow_cannot_dlopen,
         "framework",
         "Cannot dlopen some GPU libraries",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
