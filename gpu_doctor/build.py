@@ -174,3 +174,34 @@ def framework_build_info(framework: str, import_module: Any) -> dict[str, Any] |
                 "archs": torch.cuda.get_arch_list(),
             }
     return None
+
+
+def gpu_capabilities(diagnosis: dict[str, Any]) -> list[str]:
+    """Each GPU's compute capability ("12.0"), from NVML or the CUDA driver, in a diagnosis's to_dict()."""
+    found = [g.get("compute_capability") for g in (diagnosis.get("nvml") or {}).get("gpus", [])]
+    for layer in diagnosis.get("layers", []):
+        if layer.get("name") == "cuda_driver":
+            found += [d.get("compute_capability") for d in (layer.get("facts") or {}).get("devices", [])]
+    return sorted({c for c in found if isinstance(c, str) and c[:1].isdigit()})
+
+
+def gpu_backend(
+    requested: str | None, metadata: Any, capabilities: list[str]
+) -> tuple[str | None, str | None]:
+    """The Keras backend for a GPU run, and why when it is not the one asked for: the user's KERAS_BACKEND
+    stands; otherwise TensorFlow, unless its build is reported broken on a GPU here (compute capability 12.x,
+    10.x: rules.toml [[known_broken]]) and the lock's JAX with its CUDA plugin is installed: then JAX."""
+    if requested:
+        return requested, None
+    tf = installed_build("tensorflow", metadata)
+    broken = [
+        cc for cc in capabilities if tf.version and rules.known_broken("tensorflow", tf.version, cc, tf.archs)
+    ]
+    jax = installed_build("jax", metadata)
+    if not broken or not jax.gpu_capable:
+        return None, None  # the default; the doctor's framework layer says why a broken build fails
+    return "jax", (
+        f"TensorFlow {tf.version}'s wheels cannot run on compute capability {', '.join(broken)} "
+        f"(gpu_doctor/rules.toml [[known_broken]]): the GPU checks and workloads run on JAX {jax.version} "
+        f"({jax.source}) from uv.lock instead"
+    )

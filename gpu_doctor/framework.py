@@ -75,7 +75,7 @@ def _static_rules(ctx: Context, layer: Layer) -> Layer | None:
     if not build.version:
         return layer.broken(
             f"{build.framework} is not installed in this environment (KERAS_BACKEND={ctx.backend})",
-            "make setup, or pick an installed backend: KERAS_BACKEND=jax|torch|tensorflow",
+            f"{build.install_gpu}, or pick an installed backend: KERAS_BACKEND=jax|torch|tensorflow",
             summary=f"{build.framework} missing",
         )
     if build.gpu_capable is False:
@@ -128,7 +128,7 @@ def framework_layer(ctx: Context) -> Layer:
     except Exception as err:
         return layer.broken(
             f"importing {build.framework} failed: {type(err).__name__}: {err}",
-            f"reinstall it (make setup); {build.install_gpu}",
+            f"reinstall it: {build.install_gpu}",
         )
     layer.facts["gpus"], layer.facts["log"] = gpus, _relevant(logs)
     if not gpus:
