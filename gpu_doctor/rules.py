@@ -331,11 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     extras = sub.add_parser("extras", help="the extras of uv.lock this machine needs: GPU set or CPU set")
     extras.add_argument("--why", action="store_true", help="say why on stderr")
+    extras.add_argument("--set", choices=("gpu", "cpu"), help="print this set, whatever the machine has")
     args = parser.parse_args(argv)
     if args.command == "extras":
         # The doctor's test hook (GPU_DOCTOR_ROOT) points it at a staged tree, as it does the hardware layer.
         why = gpu_seen(Path(os.environ.get("GPU_DOCTOR_ROOT") or "/"))
-        print(" ".join(extras_for(why is not None)))
+        print(" ".join(extras_for(args.set == "gpu" if args.set else why is not None)))
         if args.why:
             print(f"extras: {why or 'no NVIDIA GPU found'}", file=sys.stderr)
         return 0
