@@ -132,7 +132,11 @@ def run() -> dict[str, Any]:
             keras.layers.Dropout(0.25),
             keras.layers.Dense(10, dtype="float32"),
         ])  # fmt: skip
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+        model.compile(
+            optimizer="adam",
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)
         model.predict(x, verbose=0)
     keras.config.set_dtype_policy("float32")
