@@ -31,7 +31,7 @@ SMOKE_ARGS ?=
 PYTEST_ARGS ?=
 CALIBRATE_ARGS ?=
 
-.PHONY: help setup env test lint bench calibrate smoke-test doctor clean
+.PHONY: help setup env test lint bench calibrate smoke-test doctor gpu-report clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ smoke-test: $(RUN_STAMP) ## Smoke tests and speed checks (LEVEL=quick|full, BASE
 
 doctor: $(RUN_STAMP) ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
 	$(RUN_VENV)/bin/python -m smoke_tests doctor
+
+GPU_REPORT_ARGS ?=
+gpu-report: $(RUN_STAMP) ## On a GPU machine, <= 8 min: doctor, quick + full smoke test (JAX, TF) -> benchmarks/results/<gpu>/
+	$(RUN_VENV)/bin/python -m benchmarks.gpu_report $(GPU_REPORT_ARGS)
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache

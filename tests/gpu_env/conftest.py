@@ -4,10 +4,12 @@ wheels), and Debian's real NVIDIA user-space libraries (scripts/nvidia-userspace
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,13 +65,11 @@ class GpuCheckout:
             cmd, private_dev=private_dev, cwd=self.path, env=clean_env(**(env or {})), timeout=600
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-        import json
-
         return {**json.loads(proc.stdout.strip().splitlines()[-1]), "_stderr": proc.stderr}
 
 
 @pytest.fixture(scope="session")
-def gpu_checkout(tmp_path_factory: pytest.TempPathFactory) -> GpuCheckout:
+def gpu_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GpuCheckout]:
     """`make smoke-test` (its system checks: `SMOKE_ARGS=-k system`) in a fresh checkout, in a private mount
     namespace where an H100 sits on the PCI bus without a driver: the Makefile's hardware rule sees it and
     installs the GPU set (TensorFlow's CUDA wheels and JAX's CUDA plugin, about 2.7 GB of wheels from uv's
@@ -86,7 +86,8 @@ def gpu_checkout(tmp_path_factory: pytest.TempPathFactory) -> GpuCheckout:
         ["make", "smoke-test", f"SMOKE_ARGS=-k system --out {out}"],
         pci=pci, cwd=checkout, env=clean_env(), timeout=2400,
     )  # fmt: skip
-    return GpuCheckout(checkout, pci, make, out, round(time.monotonic() - started, 1))
+    yield GpuCheckout(checkout, pci, make, out, round(time.monotonic() - started, 1))
+    shutil.rmtree(checkout / ".venv-run", ignore_errors=True)  # 6 GB if uv could not hard-link from its cache
 
 
 @pytest.fixture(scope="session")
