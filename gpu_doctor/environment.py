@@ -66,11 +66,11 @@ def install_gpu(framework: str, version: str | None, prefix: Path, env: Mapping[
         return f'make setup SETUP_EXTRAS="{extras}"'
     if where == "provisioned":
         flag = (
-            "-e python_env_gpu_extra=true"
+            "python_env_gpu_extra=true"
             if framework != "torch"
-            else ('-e \'{"python_env_gpu_extra": false, "python_env_extras": ["jax", "torch"]}\'')
+            else f"python_env_extras={extras.replace(' ', ',')}"
         )
-        return f'make provision PROVISION_ARGS="{flag}" (from your checkout)'
+        return f'make provision PROVISION_ARGS="-e {flag}" (from your checkout)'
     if where == "image":
         return "make image VARIANT=gpu (on the host), then docker run --gpus all ..."
     spec = PIP_GPU.get(framework, framework + "=={v}").format(v=version or "")

@@ -140,7 +140,8 @@ def _uv_dry_run(uv_line: str, tmp_path: Path) -> str:
 
 
 def _make_dry_run(remedy: str) -> str:
-    proc = subprocess.run(["bash", "-c", f"{remedy} -n"], cwd=REPO, capture_output=True, text=True,
+    # -n: print, run nothing; -B: as if nothing were up to date (this checkout may have that environment)
+    proc = subprocess.run(["bash", "-c", f"{remedy} -n -B"], cwd=REPO, capture_output=True, text=True,
                           env=clean_env(), check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -163,17 +164,24 @@ def test_the_checkout_remedies_install_the_framework_gpu_build(framework: str, t
         assert wanted in would, would[-2000:]
 
 
-def test_the_provisioned_remedy_reaches_the_roles_uv_sync(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("framework", "wanted"), [("tensorflow", "nvidia-cudnn-cu12"), ("torch", "torch==")])
+def test_the_provisioned_remedy_reaches_the_roles_uv_sync(
+    framework: str, wanted: str, tmp_path: Path
+) -> None:
+    """The make command with -n: its variable reaches ansible-playbook as the shell splits it; then the role's
+    uv argv with that variable, run with --dry-run: the lock installs the framework's GPU build."""
     project = _project(tmp_path, makefile=False)
-    remedy = environment.install_gpu("tensorflow", "2.21.0", project / ".venv", {})
+    remedy = environment.install_gpu(framework, "x", project / ".venv", {})
     command = remedy.removesuffix(" (from your checkout)")
-    assert command == 'make provision PROVISION_ARGS="-e python_env_gpu_extra=true"'
-    printed = subprocess.run(["bash", "-c", f"{command} -n ANSIBLE_VENV={tmp_path}/a"], cwd=REPO,
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert "ansible-playbook site.yml" in printed and "-e python_env_gpu_extra=true" in printed
-    argv = _python_env_argv(tmp_path, {"python_env_gpu_extra": True})
-    assert "--extra=gpu" in argv
-    assert "nvidia-cudnn-cu12" in _uv_dry_run(shlex.join(argv[:1] + argv[1:]), tmp_path)
+    printed = _make_dry_run(f"{command} ANSIBLE_VENV={tmp_path}/a")
+    line = next(x for x in printed.splitlines() if "ansible-playbook site.yml" in x)
+    words = shlex.split(line.split("&&")[-1])
+    flags = [words[i + 1] for i, w in enumerate(words) if w == "-e"]
+    key, _, value = flags[-1].partition("=")  # the remedy's, after the Makefile's own
+    assert key in ("python_env_gpu_extra", "python_env_extras"), (line, flags)
+    argv = _python_env_argv(tmp_path, {key: True if value == "true" else value})
+    assert wanted.split("=")[0].startswith("torch") == ("--extra=torch" in argv)
+    assert wanted in _uv_dry_run(shlex.join(argv), tmp_path)
 
 
 def test_the_image_remedy_builds_the_gpu_set() -> None:
