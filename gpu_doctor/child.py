@@ -30,7 +30,7 @@ def _step(out: TextIO, step: str) -> None:
 
 
 # --- The computations, per framework ------------------------------------------------------------------------
-def _inputs() -> dict[str, Any]:
+def inputs() -> dict[str, Any]:
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -116,7 +116,7 @@ def main(argv: list[str]) -> int:
         _step(out, "compute")
         module = importlib.import_module(framework)
         gpu, cpu = DEVICES[framework]
-        x = _inputs()
+        x = inputs()
         try:
             on_gpu = COMPUTE[framework](module, x, gpu)
         except Exception as err:

@@ -52,7 +52,8 @@ def diagnose(
     started = time.perf_counter()
     b = boundary or current()
     name = backend_name(backend, dict(b.env))
-    ctx = Context(b, name, installed_build(name, b.metadata), ask_framework, ask_compute and ask_framework)
+    build = installed_build(name, b.metadata, b.prefix, b.env)
+    ctx = Context(b, name, build, ask_framework, ask_compute and ask_framework)
     layers: list[Layer] = []
     broken: Layer | None = None
     gpu_found = True

@@ -127,7 +127,7 @@ def _static_rules(ctx: Context, layer: Layer) -> Layer | None:
     if not build.version:
         return layer.broken(
             f"{build.framework} is not installed in this environment (KERAS_BACKEND={ctx.backend})",
-            "make setup, or pick an installed backend: KERAS_BACKEND=jax|torch|tensorflow",
+            f"{build.install_gpu}, or pick an installed backend: KERAS_BACKEND=jax|torch|tensorflow",
             summary=f"{build.framework} missing",
         )
     if build.gpu_capable is False:
@@ -284,7 +284,7 @@ def framework_layer(ctx: Context) -> Layer:
     if found is None:
         cause, remedy = _last_words(ctx, layer, phase)
         if remedy == GENERIC_REMEDY:
-            remedy = f"reinstall it (make setup); {build.install_gpu}; the full output: {GENERIC_REMEDY}"
+            remedy = f"reinstall it: {build.install_gpu}; the full output: {GENERIC_REMEDY}"
         return layer.broken(
             f"importing {build.framework} {how_it_ended(child)}. It said: {cause}",
             remedy,
@@ -293,7 +293,7 @@ def framework_layer(ctx: Context) -> Layer:
     if "error" in found:
         return layer.broken(
             f"importing {build.framework} failed: {found['error']}",
-            f"reinstall it (make setup); {build.install_gpu}",
+            f"reinstall it: {build.install_gpu}",
         )
     gpus = found["gpus"]
     layer.facts["gpus"] = gpus
@@ -320,10 +320,7 @@ def explain_failure(text: str, nvml_picture: dict[str, Any], install_gpu: str) -
     blame = entry["blame"] if entry else None
     first = text.strip().splitlines()[0][:300] if text.strip() else "no message"
     if entry and "cause" in entry:
-        jax = rules.framework_rules("jax").get("install_gpu", "")
-        return f"{first} -> {entry['cause']}", entry["remedy"].format(
-            install_gpu=install_gpu, install_jax=jax
-        )
+        return f"{first} -> {entry['cause']}", entry["remedy"].format(install_gpu=install_gpu)
     if blame == "memory":
         held = [
             (g["index"], p)

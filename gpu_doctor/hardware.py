@@ -14,8 +14,6 @@ from gpu_doctor.cuda import RECOMMENDED_BRANCH
 from gpu_doctor.model import NA, OK, Layer
 from gpu_doctor.system import Boundary
 
-NVIDIA_VENDOR = "0x10de"
-DISPLAY_CLASS = "0x03"  # PCI base class 03: display controller (VGA 0x0300, 3D 0x0302)
 # The efivars variable of the Secure Boot state: 4 bytes of attributes, then 1 = enabled.
 SECURE_BOOT_VAR = "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 # The main module file: nvidia.ko (NVIDIA's installer, Ubuntu) or nvidia-current.ko (Debian), or compressed.
@@ -39,8 +37,7 @@ def pci_gpus(b: Boundary) -> list[dict[str, Any]] | None:
         return None
     found = []
     for dev in devices:
-        vendor, cls = _read(dev / "vendor"), _read(dev / "class")
-        if (vendor or "").lower() != NVIDIA_VENDOR or not (cls or "").startswith(DISPLAY_CLASS):
+        if not rules.is_nvidia_gpu(_read(dev / "vendor"), _read(dev / "class")):  # the Makefile's rule too
             continue
         try:
             driver = os.path.basename(os.readlink(dev / "driver"))

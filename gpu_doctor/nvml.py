@@ -281,7 +281,7 @@ def nvml_layer(ctx: Context) -> Layer:
             "gpus": [],
             "error": "ImportError",
             "reason": "nvidia-ml-py is not installed in this environment",
-            "remedy": "make setup (nvidia-ml-py is in the lock's dependencies)",
+            "remedy": f"{ctx.build.install_gpu} (nvidia-ml-py is in the lock's dependencies)",
         }
     else:
         ctx.nvml = bounded_probe(module, ctx.where, rules.timeouts(ctx.boundary.timeouts))

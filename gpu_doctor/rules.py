@@ -5,7 +5,11 @@ controller without this project's environment:
 
     python3 gpu_doctor/rules.py preflight --lock uv.lock --driver-branch 580 [--native-code]
 
-prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0.
+prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0. The Makefile asks it which extras of
+the lock this machine needs (the GPU set when the hardware layer's rule sees an NVIDIA GPU), before any
+environment exists:
+
+    python3 gpu_doctor/rules.py extras [--why]     # prints "jax gpu" or "jax"; --why: the reason on stderr
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import sys
 import tomllib
@@ -119,8 +124,7 @@ def known_broken(
             continue
         if any(a.startswith(entry.get("unless_archs_include", "\0")) for a in archs):
             continue
-        values = {"framework": framework, "version": version or "?", "cc": cc, "cuda": build_cuda or "?",
-                  "install_jax": framework_rules("jax").get("install_gpu", "")}  # fmt: skip
+        values = {"framework": framework, "version": version or "?", "cc": cc, "cuda": build_cuda or "?"}
         return {
             "id": entry["id"],
             "cause": entry["cause"].format(**values),
@@ -287,6 +291,44 @@ def hides_all_gpus(value: str | None) -> bool:
     return value is not None and value.strip() in rules()["environment"]["hides_all_gpus"]
 
 
+# --- The hardware rule and the environment it needs ---------------------------------------------------------
+def is_nvidia_gpu(vendor: str | None, pci_class: str | None) -> bool:
+    """A PCI function that is an NVIDIA GPU (rules.toml [hardware]: vendor 0x10de, a display class)."""
+    hw = rules()["hardware"]
+    return (vendor or "").strip().lower() == hw["nvidia_vendor"] and (pci_class or "").strip().startswith(
+        hw["display_class_prefix"]
+    )
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").strip()
+    except OSError:
+        return None
+
+
+def gpu_seen(root: Path = Path("/")) -> str | None:
+    """Why this machine has an NVIDIA GPU, as the doctor's hardware layer decides it (None: it has none)."""
+    devices = root / "sys/bus/pci/devices"
+    try:
+        functions = sorted(devices.iterdir())
+    except OSError:
+        functions = []
+    gpus = [d for d in functions if is_nvidia_gpu(_read(d / "vendor"), _read(d / "class"))]
+    if gpus:
+        ids = ", ".join(f"{d.name} (10de:{(_read(d / 'device') or '?').removeprefix('0x')})" for d in gpus)
+        return f"NVIDIA GPU on the PCI bus: {ids}"
+    if (root / "dev/dxg").exists():
+        return "WSL2's /dev/dxg"
+    nodes = sorted(p.name for p in (root / "dev").glob("nvidia[0-9]*"))
+    return f"device nodes /dev/{', /dev/'.join(nodes)}" if nodes else None
+
+
+def extras_for(gpu: bool) -> list[str]:
+    """The extras of pyproject.toml a machine installs (rules.toml [extras]): the GPU set or the CPU set."""
+    return list(rules()["extras"]["gpu" if gpu else "cpu"])
+
+
 # --- Ansible's preflight ------------------------------------------------------------------------------------
 def locked_version(lock_text: str, package: str) -> str | None:
     found = re.search(rf'name = "{re.escape(package)}"\nversion = "([^"]+)"', lock_text)
@@ -334,7 +376,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every GPU has native code (sm_XY) in the build: minor-version compatibility is enough",
     )
+    extras = sub.add_parser("extras", help="the extras of uv.lock this machine needs: GPU set or CPU set")
+    extras.add_argument("--why", action="store_true", help="say why on stderr")
+    extras.add_argument("--set", choices=("gpu", "cpu"), help="print this set, whatever the machine has")
     args = parser.parse_args(argv)
+    if args.command == "extras":
+        # The doctor's test hook (GPU_DOCTOR_ROOT) points it at a staged tree, as it does the hardware layer.
+        why = gpu_seen(Path(os.environ.get("GPU_DOCTOR_ROOT") or "/"))
+        print(" ".join(extras_for(args.set == "gpu" if args.set else why is not None)))
+        if args.why:
+            print(f"extras: {why or 'no NVIDIA GPU found'}", file=sys.stderr)
+        return 0
     try:
         result = preflight(args.lock, args.driver_branch, args.native_code)
     except OSError as err:

@@ -9,7 +9,6 @@ proc, dev, lib/modules) at a staged tree instead of ``/``; every report then say
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import importlib
 import os
@@ -20,6 +19,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from gpu_doctor import loader
 
 ROOT_HOOK = "GPU_DOCTOR_ROOT"
 
@@ -76,12 +77,15 @@ class Boundary:
     nvml: Callable[[], Any] = import_pynvml  # returns the NVML module (raises ImportError)
     cuda: Callable[[], Any] = open_libcuda  # returns the libcuda handle (raises OSError)
     load_library: Callable[[str], Any] = ctypes.CDLL  # dlopen a library by path (raises OSError)
-    find_library: Callable[[str], str | None] = ctypes.util.find_library  # the loader's cache (ldconfig)
+    elf: Callable[[str], loader.Elf | None] = loader.read_elf  # a shared object's dynamic section (RUNPATH)
+    ld_cache: Callable[[], dict[str, str]] = loader.ld_cache  # the loader's cache: soname -> path (ldconfig)
+    file_exists: Callable[[str], bool] = os.path.exists  # where the loader looks for a library file
     metadata: Any = field(default_factory=InstalledMetadata)
     import_module: Callable[[str], ModuleType] = importlib.import_module
     python: str = sys.executable  # the interpreter of the framework's child process (gpu_doctor.child)
     python_path: tuple[str, ...] = ()  # put first on that child's sys.path (the tests' stand-in frameworks)
     timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides of rules.toml [timeouts]
+    prefix: Path = Path(sys.prefix)  # the Python environment the doctor runs in (its remedies name it)
     staged: bool = False  # True when ``root`` is a staged tree (test hook), not this machine
 
     def path(self, *parts: str) -> Path:

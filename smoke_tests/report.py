@@ -372,6 +372,7 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
             "  !! everything that can run ran on the CPU"
             + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
         )
+    lines += [f"  note: {note}" for note in report.get("notes") or []]  # the backend chosen, the warm-up
     if gpu["gpus"]:
         names = ", ".join(str(g.get("name")) for g in gpu["gpus"])
         lines.append(

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor import system as gpu_system
+from gpu_doctor.build import gpu_backend, gpu_capabilities
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
-from smoke_tests import completion, report, timing, worker
+from smoke_tests import completion, report, timing, warmup, worker
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
@@ -140,6 +142,19 @@ def _relay(fd: int) -> threading.Thread:
     return thread
 
 
+def check_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of the check process (and of the warm-up before it)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(CHECKS_DIR.parent.parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    if args.isolation == "worker":
+        env.update(worker.gpu_memory_env(os.environ))
+    return env
+
+
 def run_checks(
     out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int
 ) -> tuple[int | None, str]:
@@ -151,14 +166,7 @@ def run_checks(
     results.unlink(missing_ok=True)
     journal.unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(CHECKS_DIR.parent.parent), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    if args.isolation == "worker":
-        env.update(worker.gpu_memory_env(os.environ))
+    env = check_env(args)
     cmd = [
         sys.executable,
         "-m",
@@ -405,6 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     found = probe_gpu()
+    notes = []
+    # Decided once, here: the backend of every check and workload (the check process inherits it).
+    backend, why = gpu_backend(
+        os.environ.get("KERAS_BACKEND"), gpu_system.current().metadata, gpu_capabilities(found.to_dict())
+    )
+    if why:
+        os.environ["KERAS_BACKEND"] = backend
+        notes.append(why)
+        found = probe_gpu()
     system, diagnosis = found.nvml, found.to_dict()
     print(f"smoke tests ({args.level}) -> {out}")
     if found.staged_root:
@@ -413,6 +430,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     if note := _gpu_note(found):
         print(f"  note: {note}")
+    for note in notes:
+        print(f"  note: {note}")
+    os.environ.update(warmup.cuda_cache_env(os.environ))  # the driver's compiled kernels outlive the run
+    warm = (
+        None
+        if STOP.signum is not None
+        else warmup.warm_up(diagnosis, check_env(args), lambda: STOP.signum is not None)
+    )
+    if warm and not warm.get("interrupted"):
+        done = f"cached in {warm['cache']}" if warm.get("cache") else f"failed: {warm.get('error')}"
+        notes.append(f"{warm['what']}: {warm.get('seconds')} s before the checks (untimed), {done}")
     launched = time.time()
     if STOP.signum is None:
         code, note = run_checks(out, args, require_gpu, run_seed)
@@ -432,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                         (started_epoch, launched), run_seed)  # fmt: skip
     if incomplete:
         data["incomplete"] = incomplete
+    data["notes"], data["warmup"] = notes, warm
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"

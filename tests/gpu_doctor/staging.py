@@ -10,6 +10,7 @@ changes one thing and runs the real probing code.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import types
@@ -18,7 +19,8 @@ from typing import Any
 
 import pynvml
 
-from gpu_doctor import rules
+from gpu_doctor import environment, loader, rules
+from gpu_doctor.loader import Elf
 from gpu_doctor.system import Boundary
 from tests.smoke.fake_nvml import FakeNvml
 from tests.smoke.fake_nvml import bus_id as fake_bus_id
@@ -51,6 +53,12 @@ WHEELS = {
     "nvidia-nccl-cu12": ("2.28.3", "nccl", ["libnccl.so.2"]),
     "nvidia-nvjitlink-cu12": ("12.9.86", "nvjitlink", ["libnvJitLink.so.12"]),
 }
+# The RUNPATH of tensorflow 2.21.0's libtensorflow_framework.so.2 (readelf -d, no duplicates): no cusolver.
+TF_RUNPATH = tuple(
+    f"$ORIGIN/{up}nvidia/{part}/lib"
+    for part in ("nccl", "cuda_cupti", "cublas", "cudnn", "cufft", "cusparse", "cuda_runtime", "nvshmem")
+    for up in ("../../", "../")
+)
 H100_PCI_ID = "2330"
 # The NVML answers of a 570 driver (CUDA 12.8): TensorFlow 2.21's compute_90 PTX runs on it.
 H100_NVML = {
@@ -265,13 +273,20 @@ class Machine:
         self.nvml: Any = FakeNvml()
         self.cuda: Any = FakeCuda()
         self.loader = FakeLoader()
-        self.system_libraries: dict[str, str] = {}  # find_library("cudnn") -> "libcudnn.so.9"
+        self.system_libraries: dict[str, str] = {}  # the loader cache: "libcudnn.so.9" -> its path
+        self.elfs: dict[str, Elf] = {}  # path -> the dynamic section the loader reads (RUNPATH)
         self.metadata = FakeMetadata()
         self.modules: dict[str, Any] = {}  # what the doctor's own process imports (it imports no framework)
         self.timeouts: dict[str, float] = {}  # shorter time limits for the staged hangs
         for d in ("sys/bus/pci/devices", "proc/sys/kernel", "dev", "lib/modules", "site-packages"):
             self.path(d).mkdir(parents=True, exist_ok=True)
         self.write("proc/sys/kernel/osrelease", "6.8.0-45-generic")
+        # The doctor runs in a checkout's .venv-run (make doctor), with the project and its loader hook in it.
+        self.write("checkout/Makefile")
+        self.write("checkout/pyproject.toml", f'[project]\nname = "{environment.PROJECT}"\n')
+        self.prefix = self.path("checkout/.venv-run")
+        self.metadata.versions[environment.PROJECT] = "0.1.0"
+        self.metadata.file_lists[environment.PROJECT] = [self.write(f"site-packages/{loader.HOOK_FILE}")]
 
     # --- files ---------------------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
@@ -347,6 +362,9 @@ class Machine:
     def install_tensorflow(self, version: str = "2.21.0", and_cuda: bool = True) -> None:
         self.metadata.versions["tensorflow"] = version
         self.metadata.requirements["tensorflow"] = list(TF_AND_CUDA)
+        framework = self.write("site-packages/tensorflow/libtensorflow_framework.so.2")
+        self.metadata.file_lists["tensorflow"] = [framework]
+        self.elfs[str(framework)] = Elf(soname=framework.name, runpath=TF_RUNPATH)
         if and_cuda:
             for package in WHEELS:
                 self.install_wheel(package)
@@ -365,6 +383,8 @@ class Machine:
 
     def uninstall(self, package: str) -> None:
         self.metadata.versions.pop(package, None)
+        for f in self.metadata.file_lists.pop(package, []):
+            f.unlink(missing_ok=True)
 
     def framework(self, name: str, **spec: Any) -> None:
         """What the stand-in framework ``name`` does in the doctor's child process: gpus (its GPU list), log
@@ -382,11 +402,13 @@ class Machine:
             nvml=lambda: self.nvml,
             cuda=self._cuda,
             load_library=self.loader,
-            find_library=self.system_libraries.get,
+            elf=lambda path: self.elfs.get(os.path.normpath(path)),
+            ld_cache=lambda: dict(self.system_libraries),
             metadata=self.metadata,
             import_module=self._import,
             python_path=(str(FAKE_FRAMEWORKS),),
             timeouts=self.timeouts,
+            prefix=self.prefix,
             staged=True,
         )
 

@@ -538,7 +538,7 @@ MODES = [
         cudnn_missing,
         "CUDA libraries",
         "libcudnn.so.* (cudnn) is missing",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -547,7 +547,7 @@ MODES = [
         tensorflow_without_cuda_wheels,
         "CUDA libraries",
         "the wheel nvidia-cublas-cu12 is not installed",
-        "tensorflow[and-cuda]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -611,7 +611,7 @@ MODES = [
         jax_cpu_only,
         "framework",
         "jax 0.10.2 has no CUDA plugin",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -629,7 +629,7 @@ MODES = [
         jax_reason,
         "framework",
         "Unable to initialize backend 'cuda': FAILED_PRECONDITION: No visible GPU devices.",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -638,7 +638,7 @@ MODES = [
         tensorflow_cannot_dlopen,
         "framework",
         "Cannot dlopen some GPU libraries",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
