@@ -69,4 +69,4 @@ def test_an_import_that_aborts_is_a_framework_cause_in_its_words(tmp_path: Path,
     code, out = _doctor(m, capsys)
     assert code == 1 and "verdict: BROKEN at the framework layer" in out, out
     assert f"importing tensorflow was killed by SIGABRT. It said: {check}" in out, out
-    assert "reinstall it: make env EXTRAS=\"jax gpu\"" in out
+    assert 'reinstall it: make env EXTRAS="jax gpu"' in out
