@@ -104,6 +104,13 @@ def _mig_instances(nvml: ModuleType, h: Any) -> int | str:
     return found
 
 
+def _pci_bus_id(nvml: ModuleType, h: Any) -> str:
+    """The PCI bus id as NVML writes it ("00000000:17:00.0"): what maps CUDA ordinals to NVML devices."""
+    pci = query(nvml.nvmlDeviceGetPciInfo, h)
+    bus = getattr(pci, "busId", pci)
+    return bus.decode() if isinstance(bus, bytes) else bus
+
+
 def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
     """Everything reported about one GPU; unsupported fields are "n/a". A GPU NVML cannot open (GpuIsLost,
     Xid 79) gives {"index", "error", "error_name"} instead of an exception."""
@@ -135,6 +142,7 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
         "index": index,
         "name": query(nvml.nvmlDeviceGetName, h),
         "uuid": query(nvml.nvmlDeviceGetUUID, h),
+        "pci_bus_id": _pci_bus_id(nvml, h),
         "memory_total_mib": _mib(mem.total) if hasattr(mem, "total") else mem,
         "memory_used_mib": _mib(mem.used) if hasattr(mem, "used") else mem,
         "memory_free_mib": _mib(mem.free) if hasattr(mem, "free") else mem,

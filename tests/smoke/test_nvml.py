@@ -17,6 +17,7 @@ def test_probe_reports_every_field_of_a_healthy_gpu() -> None:
     assert info["driver_version"] == "550.54.15" and info["cuda_driver_version"] == "12.4"
     gpu = info["gpus"][0]
     assert gpu["name"] == "NVIDIA H100 80GB HBM3"  # bytes from older bindings are decoded
+    assert gpu["pci_bus_id"] == "00000000:18:00.0"  # nvmlPciInfo_t.busId (bytes), decoded
     assert gpu["compute_capability"] == "9.0"
     assert gpu["memory_total_mib"] == 80 * 1024
     assert gpu["pcie"] == {
