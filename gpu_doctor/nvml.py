@@ -143,6 +143,7 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
         "name": query(nvml.nvmlDeviceGetName, h),
         "uuid": query(nvml.nvmlDeviceGetUUID, h),
         "pci_bus_id": _pci_bus_id(nvml, h),
+        "serial": query(getattr(nvml, "nvmlDeviceGetSerial", None), h),
         "memory_total_mib": _mib(mem.total) if hasattr(mem, "total") else mem,
         "memory_used_mib": _mib(mem.used) if hasattr(mem, "used") else mem,
         "memory_free_mib": _mib(mem.free) if hasattr(mem, "free") else mem,
@@ -179,6 +180,19 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
     }
 
 
+def _topology(nvml: ModuleType, gpus: list[dict[str, Any]]) -> dict[str, Any]:
+    """NVLink links and per-pair P2P and PCIe paths (gpu_doctor/topology.py); an NVML error there is a fact of
+    the topology, never a reason to lose the rest of the picture."""
+    from gpu_doctor import topology
+
+    try:
+        return topology.probe(nvml, gpus)
+    except Exception as err:
+        if not _is_nvml_error(err):
+            raise
+        return {"error": f"{_error_name(err)}: {err}", "gpus": [], "pairs": []}
+
+
 def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]:
     """Load NVML and describe the system: {"available", "reason", "error", driver and CUDA versions, "gpus"}.
 
@@ -212,6 +226,7 @@ def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]
             return info
         info["gpus"] = [gpu_info(nvml, i) for i in range(count)]
         info["available"] = True
+        info["topology"] = _topology(nvml, info["gpus"])
     except Exception as err:  # an NVML error outside `query` (a broken binding): a reason, not a crash
         if not _is_nvml_error(err):
             raise

@@ -85,6 +85,10 @@ class FakeNvml(types.SimpleNamespace):
             "nvmlDeviceGetGpuMaxPcieLinkGeneration": 5,
             "nvmlDeviceGetPersistenceMode": 1,
             "nvmlDeviceGetUtilizationRates": types.SimpleNamespace(gpu=97, memory=40),
+            # One GPU, no NVLink (a PCIe card without a bridge): tests/smoke/fake_nvml.topology stages more.
+            "nvmlDeviceGetNvLinkState": nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED),
+            "nvmlDeviceGetP2PStatus": pynvml.NVML_P2P_STATUS_OK,
+            "nvmlDeviceGetTopologyCommonAncestor": pynvml.NVML_TOPOLOGY_SINGLE,
             **overrides,
         }
         names = set(values) | {name for gpu in self.per_gpu.values() for name in gpu}
@@ -128,3 +132,53 @@ class FakeNvml(types.SimpleNamespace):
     def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:
         # Successive calls walk through self.events (the last one repeats): a GPU that starts to throttle.
         return self.events.pop(0) if len(self.events) > 1 else self.events[0]
+
+
+SWITCH_BUS = "00000000:05:00.0"
+
+
+def topology(
+    gpus: int,
+    *,
+    switch_links: int = 0,
+    pair_links: dict[tuple[int, int], int] | None = None,
+    down: set[tuple[int, int]] | frozenset = frozenset(),
+    down_between: tuple[int, int] | None = None,
+    version: int = pynvml.NVML_NVLINK_VERSION_4_0,
+    path: int = pynvml.NVML_TOPOLOGY_NODE,
+    p2p: int = pynvml.NVML_P2P_STATUS_OK,
+) -> dict[str, Any]:
+    """FakeNvml keyword arguments for a staged interconnect: each GPU has `switch_links` NVLinks to NVSwitches
+    (HGX H100: 18) and `pair_links[(i, j)]` direct links to GPU j; `down` = {(gpu, link)} reports those links
+    down, `down_between` = (i, j) one link between GPU i and GPU j, at both ends. Past a GPU's last link NVML answers InvalidArgument, as the real library does; a GPU without NVLink
+    answers NotSupported."""
+    table: dict[int, list[tuple[str, int]]] = {i: [(SWITCH_BUS, 2)] * switch_links for i in range(gpus)}
+    for (i, j), count in (pair_links or {}).items():
+        table[i] += [(bus_id(j), 0)] * count
+        table[j] += [(bus_id(i), 0)] * count
+    down = set(down)
+    if down_between is not None:
+        i, j = down_between
+        down |= {(i, table[i].index((bus_id(j), 0))), (j, table[j].index((bus_id(i), 0)))}
+
+    def link_of(handle: Any, link: int) -> tuple[int, tuple[str, int]]:
+        index = FakeNvml.index_of(handle)
+        assert index is not None
+        if not table[index]:
+            raise nvml_error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if link >= len(table[index]):
+            raise nvml_error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return index, table[index][link]
+
+    def state(handle: Any, link: int) -> int:
+        index, _ = link_of(handle, link)
+        return pynvml.NVML_FEATURE_DISABLED if (index, link) in down else pynvml.NVML_FEATURE_ENABLED
+
+    return {
+        "nvmlDeviceGetNvLinkState": state,
+        "nvmlDeviceGetNvLinkVersion": lambda handle, link: link_of(handle, link) and version,
+        "nvmlDeviceGetNvLinkRemoteDeviceType": lambda handle, link: link_of(handle, link)[1][1],
+        "nvmlDeviceGetNvLinkRemotePciInfo": lambda handle, link: pci_info(link_of(handle, link)[1][0]),
+        "nvmlDeviceGetP2PStatus": lambda a, b, index: p2p,
+        "nvmlDeviceGetTopologyCommonAncestor": lambda a, b: path,
+    }
