@@ -165,38 +165,40 @@ def test_per_gpu_outliers(check: CheckRecord, multi_gpu: Session) -> None:
     found, result = _measured(multi_gpu, check, "per_gpu")
     named = {str(d.index): d for d in found}
     groups = {key: d.group for key, d in named.items()}
-    problems, table = [], {key: {**d.as_dict(), "figures": {}} for key, d in named.items()}
+    table = {key: {**d.as_dict(), "figures": {}, "health": [], "problems": []} for key, d in named.items()}
+
+    def flag(key: str, problem: str) -> None:
+        table[key]["problems"].append(problem)
+
     for figure, measured in result["figures"].items():
         unit = measured["unit"]
         judged = siblings.compared(figure, any(d.simulated for d in found))
         behind = siblings.confirmed(measured["rounds"], groups) if judged else {}
         for key, value in measured["values"].items():
-            device = named[key]
-            expected, floor = _floor(device, figure)
+            expected, floor = _floor(named[key], figure)
             entry = {"value": value, "unit": unit, "spread": measured["spread"][key], "expected": expected,
                      "floor": floor, "behind_siblings": behind.get(key, {}).get("behind")}  # fmt: skip
             table[key]["figures"][figure] = entry
             check.figure(f"gpu{key} {figure}", value, unit, better="higher", spread=entry["spread"])
             if floor is not None and value < floor:
-                problems.append(f"{device.label()}: {figure} {value:.3g} {unit} below its floor {floor:.3g} "
-                                f"({DERATE} x expected {expected:.3g})")  # fmt: skip
+                flag(key, f"{figure} {value:.3g} {unit} below its floor {floor:.3g} ({DERATE} x expected "
+                          f"{expected:.3g})")  # fmt: skip
             if key in behind:
                 b = behind[key]
-                problems.append(f"{device.label()}: {figure} {b['value']:.3g} {unit}, {b['behind']:.0%} "
-                                f"behind the median of its {b['siblings']} identical siblings "
-                                f"({b['siblings_median']:.3g})")  # fmt: skip
-    for device in found:
+                flag(key, f"{figure} {b['value']:.3g} {unit}, {b['behind']:.0%} behind the median of its "
+                          f"{b['siblings']} identical siblings ({b['siblings_median']:.3g})")  # fmt: skip
+    for key, device in named.items():
         for problem, remedy in health_problems(device.nvml) if device.nvml else []:
-            problems.append(f"{device.label()}: {problem} -> run: {remedy}")
-        table[str(device.index)]["health"] = (
-            [p for p, _ in health_problems(device.nvml)] if device.nvml else []
-        )
+            table[key]["health"].append(problem)
+            flag(key, f"{problem} -> run: {remedy}")
     check.detail("per_device", list(table.values()))
     check.detail("rule", f"each figure against its floor (expected_gpus.toml, x{DERATE}) and against the "
                  f"median of its identical siblings (more than {siblings.TOLERANCE:.0%} behind, in every "
                  "round: a flagged device is measured again)")  # fmt: skip
     check.detail("sizes", result["sizes"])
-    assert not problems, f"{len(problems)} per-GPU problem(s): " + "; ".join(problems)
+    problems = [f"{named[key].label()}: {p}" for key in named for p in table[key]["problems"]]
+    if problems:
+        pytest.fail(f"{len(problems)} per-GPU problem(s): " + "; ".join(problems))
 
 
 def test_p2p_bandwidth(check: CheckRecord, multi_gpu: Session) -> None:
@@ -251,7 +253,8 @@ def test_p2p_bandwidth(check: CheckRecord, multi_gpu: Session) -> None:
     check.plot(p2p_heatmap(labels, {(r["from"], r["to"]): r["gbs"] for r in rows}, flagged, title,
                            check.out_dir / "p2p_matrix.png"))  # fmt: skip
     check.time("plots", time.perf_counter() - started)
-    assert not problems, f"{len(problems)} interconnect problem(s): " + "; ".join(problems)
+    if problems:
+        pytest.fail(f"{len(problems)} interconnect problem(s): " + "; ".join(problems))
 
 
 def test_all_reduce_busbw(check: CheckRecord, multi_gpu: Session) -> None:
@@ -287,7 +290,8 @@ def test_all_reduce_busbw(check: CheckRecord, multi_gpu: Session) -> None:
 
     title = f"all-reduce over {result['devices']} devices" + (" (simulated)" if found[0].simulated else "")
     check.plot(all_reduce_chart(rows, floor, title, check.out_dir / "all_reduce.png"))
-    assert not problems, "; ".join(problems)
+    if problems:
+        pytest.fail("; ".join(problems))
 
 
 def test_data_parallel_training(check: CheckRecord, multi_gpu: Session) -> None:
@@ -322,4 +326,5 @@ def test_data_parallel_training(check: CheckRecord, multi_gpu: Session) -> None:
     check.detail("dataset", result["dataset"])
     for note in result["notes"]:
         check.warn(note)
-    assert not problems, "; ".join(problems)
+    if problems:
+        pytest.fail("; ".join(problems))

@@ -150,8 +150,8 @@ def topology(
 ) -> dict[str, Any]:
     """FakeNvml keyword arguments for a staged interconnect: each GPU has `switch_links` NVLinks to NVSwitches
     (HGX H100: 18) and `pair_links[(i, j)]` direct links to GPU j; `down` = {(gpu, link)} reports those links
-    down, `down_between` = (i, j) one link between GPU i and GPU j, at both ends. Past a GPU's last link NVML answers InvalidArgument, as the real library does; a GPU without NVLink
-    answers NotSupported."""
+    down, `down_between` = (i, j) one link between GPU i and GPU j, at both ends. Past a GPU's last link NVML
+    answers InvalidArgument, as the real library does; a GPU without NVLink answers NotSupported."""
     table: dict[int, list[tuple[str, int]]] = {i: [(SWITCH_BUS, 2)] * switch_links for i in range(gpus)}
     for (i, j), count in (pair_links or {}).items():
         table[i] += [(bus_id(j), 0)] * count
