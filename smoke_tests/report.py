@@ -106,13 +106,20 @@ def compare(baseline: dict[str, Any], report: dict[str, Any], tolerance: float) 
 
 # --- every device -------------------------------------------------------------------------------------------
 PER_GPU_CHECK = ("multi_gpu", "per_gpu_outliers")
+LINK_CHECK = ("multi_gpu", "p2p_bandwidth")
 
 
 def devices(system: dict[str, Any], checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One entry per device: each GPU NVML lists (index, name, PCI bus id, UUID, serial, PCIe link) with what
-    the per-GPU check measured on it (figures, problems), and the simulated devices it measured, if any."""
+    the per-GPU check measured on it (figures, problems) and the interconnect's faults that name it, and the
+    simulated devices the per-GPU check measured, if any."""
     check = next((c for c in checks if (c.get("category"), c.get("name")) == PER_GPU_CHECK), {})
     measured = (check.get("details") or {}).get("per_device", [])
+    links = next((c for c in checks if (c.get("category"), c.get("name")) == LINK_CHECK), {})
+    named: dict[int, list[str]] = {}  # the interconnect's faults, by each GPU they name
+    for fault in (links.get("details") or {}).get("link_faults", []):
+        for index in fault["gpus"]:
+            named.setdefault(index, []).append(fault["problem"])
     by_gpu = {m["nvml_index"]: m for m in measured if m.get("nvml_index") is not None}
     out = []
     for g in system.get("gpus", []):
@@ -122,7 +129,8 @@ def devices(system: dict[str, Any], checks: list[dict[str, Any]]) -> list[dict[s
         out.append({"index": g["index"], "name": g.get("name"), "pci_bus_id": g.get("pci_bus_id"),
                     "uuid": g.get("uuid"), "serial": g.get("serial"), "pcie": link,
                     "simulated": m.get("simulated", False), "figures": m.get("figures", {}),
-                    "health": m.get("health", []), "problems": m.get("problems", [])})  # fmt: skip
+                    "health": m.get("health", []),
+                    "problems": [*m.get("problems", []), *named.get(g["index"], [])]})  # fmt: skip
     for m in measured:
         if m.get("nvml_index") is None:
             out.append({"index": m["index"], "name": m.get("name"), "pci_bus_id": None, "uuid": None,

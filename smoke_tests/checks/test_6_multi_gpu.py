@@ -95,8 +95,8 @@ def _devices(session: Session, check: CheckRecord) -> list[device_list.Device]:
         check.time("start-up", time.perf_counter() - started)
         session.devices, session.problems = device_list.join(report["devices"], session.system)
     found = session.devices
-    if child.FAULTS:
-        check.warn(f"test hook: negative controls {child.FAULTS}: not a real measurement")
+    if child.FAULTS or child.MEASURE != child.DEFAULT_MEASURE:
+        check.warn(f"test hook: {child.MEASURE} {child.FAULTS}: not a real measurement")
     if session.plan.mode == "gpu" and all(d.simulated for d in found):
         pytest.fail(f"NVML lists {session.plan.count} GPUs but JAX sees none (its devices: CPU): the "
                     "multi-GPU checks run on JAX's CUDA backend, and this environment's jaxlib has "
@@ -214,7 +214,8 @@ def test_p2p_bandwidth(check: CheckRecord, multi_gpu: Session) -> None:
     matrix = result["matrix"]
     gpus = {g["index"]: g for g in system.get("gpus", []) if not g.get("error")}
     pairs = {tuple(p["gpus"]): p for p in topology.get("pairs", [])}
-    problems = [*faults]
+    check.detail("link_faults", [{"gpus": list(named), "problem": text} for named, text in faults])
+    problems = [text for _, text in faults]
     groups, rows = {}, []
     for key, value in matrix["values"].items():
         a, b = (by_key[k] for k in key.split("-"))
@@ -289,7 +290,9 @@ def test_all_reduce_busbw(check: CheckRecord, multi_gpu: Session) -> None:
     from smoke_tests.multi_gpu.charts import all_reduce_chart
 
     title = f"all-reduce over {result['devices']} devices" + (" (simulated)" if found[0].simulated else "")
+    started = time.perf_counter()
     check.plot(all_reduce_chart(rows, floor, title, check.out_dir / "all_reduce.png"))
+    check.time("plots", time.perf_counter() - started)
     if problems:
         pytest.fail("; ".join(problems))
 

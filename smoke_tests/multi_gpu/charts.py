@@ -29,7 +29,16 @@ def p2p_heatmap(
             if i == j or math.isnan(grid[i][j]):
                 continue
             value = grid[i][j]
-            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="white")
+            bright = image.norm(value) > 0.6  # viridis turns yellow: dark text there
+            ax.text(
+                j,
+                i,
+                f"{value:.3g}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if bright else "white",
+            )
             if (i, j) in flagged:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
     ax.set_xticks(range(n), labels, fontsize=7, rotation=45, ha="right")

@@ -19,8 +19,10 @@ from typing import Any
 from smoke_tests.multi_gpu import devices as device_list
 from smoke_tests.worker import gpu_memory_env
 
-# A test hook (tests/smoke/pretend_gpus.py): negative controls handed to the measuring process (its --fault).
+# Test hooks: negative controls handed to the measuring process (its --fault, from
+# tests/smoke/multi_gpu_faults.py), and a stand-in for the measuring module (tests/smoke/fake_measure.py).
 FAULTS: list[str] = []
+DEFAULT_MEASURE = MEASURE = "smoke_tests.multi_gpu.measure"
 
 
 def command(
@@ -33,7 +35,7 @@ def command(
     data: Path | None,
 ) -> tuple[list[str], dict[str, str]]:
     """The measuring process's command line and environment for a plan ("gpu" or "simulated")."""
-    argv = [sys.executable, "-m", "smoke_tests.multi_gpu.measure", "--out", str(out), "--level", level,
+    argv = [sys.executable, "-m", MEASURE, "--out", str(out), "--level", level,
             "--system", str(system), "--parts", ",".join(parts), "--seed", str(seed),
             *(["--data", str(data)] if data else []),
             *(["--simulated"] if plan.mode == "simulated" else []),

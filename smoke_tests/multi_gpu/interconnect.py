@@ -126,36 +126,37 @@ def _name(gpu: Mapping[str, Any]) -> str:
     return f"GPU {gpu['index']} (bus {gpu.get('pci_bus_id')}, serial {gpu.get('serial')})"
 
 
-def link_faults(system: Mapping[str, Any]) -> list[str]:
-    """What the topology says is broken, each naming its GPU or pair: a PCIe link trained below its own
-    maximum (a riser, a loose card), a GPU with fewer NVLinks up than its identical siblings, a pair with
-    fewer direct NVLinks than the other pairs of identical GPUs, and NVLink pairs without P2P."""
+def link_faults(system: Mapping[str, Any]) -> list[tuple[tuple[int, ...], str]]:
+    """What the topology says is broken, each as (the GPUs it names, one line naming them): a PCIe link
+    trained below its own maximum (a riser, a loose card), a GPU with fewer NVLinks up than its identical
+    siblings, a pair with fewer direct NVLinks than the other pairs of identical GPUs, and NVLink pairs
+    without P2P."""
     gpus = {g["index"]: g for g in system.get("gpus", []) if not g.get("error")}
     topology = system.get("topology") or {}
-    faults = []
-    for g in gpus.values():
+    faults: list[tuple[tuple[int, ...], str]] = []
+    for i, g in gpus.items():
         pcie = g.get("pcie", {})
         cur, top = pcie.get("width_current"), pcie.get("width_max")
         if isinstance(cur, int) and isinstance(top, int) and cur < top:
-            faults.append(
-                f"{_name(g)}: PCIe link x{cur} of x{top}: reseat the card, use a full-width slot, no riser"
-            )
+            faults.append(((i,), f"{_name(g)}: PCIe link x{cur} of x{top}: reseat the card, use a full-width "
+                                 "slot, no riser"))  # fmt: skip
     groups = {i: str(g.get("name")) for i, g in gpus.items()}
     up = {e["index"]: e["nvlink"]["up"] for e in topology.get("gpus", []) if e["index"] in gpus}
     for i, found in siblings.behind(up, groups, tolerance=0.0).items():
         links = next(e["nvlink"]["down"] for e in topology["gpus"] if e["index"] == i)
         down = f" (links down: {', '.join(map(str, links))})" if links else ""
-        faults.append(f"{_name(gpus[i])}: {found['value']} NVLinks up, its identical siblings "
-                      f"{found['siblings_median']:g}{down}")  # fmt: skip
+        faults.append(((i,), f"{_name(gpus[i])}: {found['value']} NVLinks up, its identical siblings "
+                             f"{found['siblings_median']:g}{down}"))  # fmt: skip
     direct = {tuple(p["gpus"]): p["nvlinks"] for p in topology.get("pairs", []) if p.get("via") == "direct"}
     pair_groups = {key: "/".join(sorted({groups[key[0]], groups[key[1]]})) for key in direct}
     for (i, j), found in siblings.behind(direct, pair_groups, tolerance=0.0).items():
-        faults.append(f"GPU {i} <-> GPU {j} ({gpus[i].get('pci_bus_id')} <-> {gpus[j].get('pci_bus_id')}): "
-                      f"{found['value']} NVLinks, the other pairs {found['siblings_median']:g}")  # fmt: skip
+        buses = f"{gpus[i].get('pci_bus_id')} <-> {gpus[j].get('pci_bus_id')}"
+        faults.append(((i, j), f"GPU {i} <-> GPU {j} ({buses}): {found['value']} NVLinks, the other pairs "
+                               f"{found['siblings_median']:g}"))  # fmt: skip
     for p in topology.get("pairs", []):
         if p.get("nvlinks") and p.get("p2p_read") not in ("OK", "n/a"):
             i, j = p["gpus"]
-            faults.append(f"GPU {i} <-> GPU {j}: joined by NVLink but P2P is {p.get('p2p_read')!r}")
+            faults.append(((i, j), f"GPU {i} <-> GPU {j}: joined by NVLink but P2P is {p.get('p2p_read')!r}"))
     return faults
 
 

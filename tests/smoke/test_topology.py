@@ -54,13 +54,15 @@ def test_topology_queries_that_fail_are_facts_not_a_lost_picture() -> None:
 def test_one_nvlink_down_on_an_hgx_board_names_the_gpu() -> None:
     info = nvml.probe(FakeNvml(gpus=8, **staged(8, switch_links=18, down={(5, 11)})))
     faults = interconnect.link_faults(info)
-    assert faults == [f"GPU 5 (bus {bus_id(5)}, serial 1650000000005): 17 NVLinks up, its identical "
-                      "siblings 18 (links down: 11)"]  # fmt: skip
+    assert faults == [((5,), f"GPU 5 (bus {bus_id(5)}, serial 1650000000005): 17 NVLinks up, its identical "
+                      "siblings 18 (links down: 11)")]  # fmt: skip
 
 
 def test_one_nvlink_down_between_two_gpus_names_the_pair() -> None:
     info = nvml.probe(FakeNvml(gpus=4, **staged(4, pair_links=MESH, down_between=(1, 2))))
-    faults = " | ".join(interconnect.link_faults(info))
+    named = [gpus for gpus, _ in interconnect.link_faults(info)]
+    assert sorted(named) == [(1,), (1, 2), (2,)]
+    faults = " | ".join(text for _, text in interconnect.link_faults(info))
     assert f"GPU 1 <-> GPU 2 ({bus_id(1)} <-> {bus_id(2)}): 3 NVLinks, the other pairs 4" in faults
     assert (
         "GPU 1 (bus" in faults and "GPU 2 (bus" in faults and "GPU 0" not in faults and "GPU 3" not in faults
@@ -70,17 +72,16 @@ def test_one_nvlink_down_between_two_gpus_names_the_pair() -> None:
 def test_one_gpu_at_x8_is_named() -> None:
     info = nvml.probe(FakeNvml(gpus=8, per_gpu={3: {"nvmlDeviceGetCurrPcieLinkWidth": 8}}))
     assert interconnect.link_faults(info) == [
-        f"GPU 3 (bus {bus_id(3)}, serial 1650000000003): PCIe link x8 of x16: reseat the card, use a "
-        "full-width slot, no riser"
-    ]
+        ((3,), f"GPU 3 (bus {bus_id(3)}, serial 1650000000003): PCIe link x8 of x16: reseat the card, use a "
+               "full-width slot, no riser")
+    ]  # fmt: skip
 
 
 def test_nvlink_without_p2p_is_a_fault_pcie_without_p2p_a_remark() -> None:
     no_p2p = pynvml.NVML_P2P_STATUS_CHIPSET_NOT_SUPPORTED
     info = nvml.probe(FakeNvml(gpus=2, **staged(2, pair_links={(0, 1): 4}, p2p=no_p2p)))
-    assert interconnect.link_faults(info) == [
-        "GPU 0 <-> GPU 1: joined by NVLink but P2P is 'chipset not supported'"
-    ]
+    faults = interconnect.link_faults(info)
+    assert faults == [((0, 1), "GPU 0 <-> GPU 1: joined by NVLink but P2P is 'chipset not supported'")]
     info = nvml.probe(FakeNvml(gpus=2, nvmlDeviceGetP2PStatus=no_p2p))
     assert interconnect.link_faults(info) == []
     assert "no P2P between GPUs 0-1 (chipset not supported)" in interconnect.link_warnings(info)[0]
