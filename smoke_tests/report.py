@@ -434,10 +434,17 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
             + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
         )
     if gpu["gpus"]:
-        names = ", ".join(str(g.get("name")) for g in gpu["gpus"])
+        models = [str(g.get("name")) for g in gpu["gpus"]]
+        names = ", ".join(
+            f"{models.count(m)}x {m}" if models.count(m) > 1 else m for m in dict.fromkeys(models)
+        )
         lines.append(
             f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
         )
+    simulated = [d for d in report.get("devices") or [] if d.get("simulated")]
+    if simulated:
+        lines.append(f"  multi-GPU checks on {len(simulated)} simulated devices (XLA_FLAGS splits the CPU): "
+                     "they prove the method, not a speed")  # fmt: skip
     for device in report.get("devices") or []:
         if device.get("problems"):
             lines.append(f"  !! {device_label(device)}: {device['problems'][0][:100]}")

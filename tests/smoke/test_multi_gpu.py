@@ -124,6 +124,7 @@ def test_one_sick_gpu_of_eight_fails_the_run_named_by_index_bus_id_and_serial(si
                                       "reseat the card, use a full-width slot, no riser"]  # fmt: skip
     summary = proc.stdout[proc.stdout.index("=" * 78) :]
     assert f"!! {slow}: fp32_tflops" in summary or f"!! {slow}: mem_gbs" in summary, summary
+    assert "multi-GPU checks on 8 simulated devices" in summary
 
 
 @pytest.mark.slow
