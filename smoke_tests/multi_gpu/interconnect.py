@@ -9,6 +9,7 @@ GPU is judged on its own, so one degraded link is named, never averaged away.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,6 +120,23 @@ def reference(gpus: Mapping[int, Mapping[str, Any]], table: Mapping[str, Any] | 
         if ref["model"] == model and ref["gpus"] == len(gpus):
             return dict(ref)
     return None
+
+
+def pair_groups(named: list[Any], system: Mapping[str, Any]) -> dict[tuple[int, int], str]:
+    """Sibling pairs of the measured devices (`named`: devices.Device), by (source, target) index: the same
+    GPU models and the same expected bandwidth and basis (NVLink count, PCIe path); simulated ones alike."""
+    gpus = {g["index"]: g for g in system.get("gpus", []) if not g.get("error")}
+    topo = {tuple(p["gpus"]): p for p in (system.get("topology") or {}).get("pairs", [])}
+    groups = {}
+    for a, b in itertools.permutations(named, 2):
+        key = tuple(sorted((a.nvml.get("index", -1), b.nvml.get("index", -1))))
+        pair = topo.get(key)
+        if pair is None or not gpus:
+            groups[(a.index, b.index)] = f"{a.group} -> {b.group}"
+        else:
+            expected = expected_pair(pair, gpus)
+            groups[(a.index, b.index)] = f"{a.group} -> {b.group}: {expected['gbs']} ({expected['basis']})"
+    return groups
 
 
 # --- Faults of the topology itself (NVML's facts, no measurement) ------------------------------------------

@@ -10,8 +10,9 @@ runs.
         [--parts per_gpu,p2p,all_reduce,training] [--seed 0] [--data MNIST_DIR] [--simulated]
         [--stand-in] [--fault slow:2:1.5 | --fault wrong_all_reduce:3 | --fault duplicate_shard]
 
---fault is a test hook (a negative control): a device made slower at the measurement boundary, an all-reduce
-that returns a wrong element on one device, a data-parallel run whose second device gets the first one's data.
+--fault is a test hook (a negative control): a device made slower at the measurement boundary (its timed
+windows read FACTOR times longer), an all-reduce that returns a wrong element on one device, a data-parallel
+run whose second device gets the first one's data.
 """
 
 from __future__ import annotations
@@ -73,14 +74,24 @@ class Faults:
         return self.slow_factor if self.slow_device in indices else 1.0
 
 
-def _timed(run: Callable[..., Any], prepare: Callable[[], Any] | None, slow: float) -> float:
-    """Seconds of one run; a slowed device (a fault) takes `slow` times as long, inside the timed window."""
+Clock = Callable[[], float]
+
+
+def _timed(run: Callable[..., Any], prepare: Callable[[], Any] | None, slow: float, clock: Clock) -> float:
+    """Seconds of one run on `clock`; a slowed device (a fault, at the measurement boundary) reads `slow`
+    times as long."""
     arg = prepare() if prepare else None
-    start = time.perf_counter()
+    start = clock()
     run(arg) if prepare else run()
-    if slow > 1:
-        time.sleep((slow - 1) * (time.perf_counter() - start))
-    return time.perf_counter() - start
+    return (clock() - start) * slow
+
+
+def clock_for(simulated: bool) -> Clock:
+    """Wall time on GPUs. On simulated devices the process's CPU time: they share the CPU with every other
+    process on the machine, and CPU time counts only this process's own work (the best of three matmul
+    repeats of 8 simulated devices, under a load average of 13 on 2 cores: wall time 0.96-2.97 of the median,
+    CPU time 0.97-1.10)."""
+    return time.process_time if simulated else time.perf_counter
 
 
 Maker = Callable[[], tuple[Callable[..., Any], Callable[[], Any] | None]]
@@ -95,6 +106,7 @@ class Measure:
     work: float  # units of the figure per run (TFLOP, GB)
     makers: dict[Any, Maker]  # member: () -> (run, prepare or None), with fresh buffers
     slow: dict[Any, float]  # member: the --fault slowdown (1.0: none)
+    clock: Clock
 
     def round(self, repeats: int) -> dict[Any, dict[str, float]]:
         """A warm-up each, then `repeats` rounds through every member in turn, each from another start (a
@@ -103,14 +115,14 @@ class Measure:
         # Fresh buffers each round: a buffer that happens to sit badly in memory is not measured every round.
         runs = {member: make() for member, make in self.makers.items()}
         for member, (run, prepare) in runs.items():
-            _timed(run, prepare, self.slow[member])
+            _timed(run, prepare, self.slow[member], self.clock)
         seconds: dict[Any, list[float]] = {member: [] for member in runs}
         members = list(runs)
         for repeat in range(repeats):
             shift = repeat * len(members) // repeats  # each repeat starts elsewhere: no member always last
             for member in members[shift:] + members[:shift]:
                 run, prepare = runs[member]
-                seconds[member].append(_timed(run, prepare, self.slow[member]))
+                seconds[member].append(_timed(run, prepare, self.slow[member], self.clock))
         out = {}
         for member, times in seconds.items():
             values = [self.work / t for t in times]
@@ -153,6 +165,10 @@ class Context:
     data: Path | None
     level: str
 
+    @property
+    def clock(self) -> Clock:
+        return clock_for(self.kind == "cpu")
+
     def setting(self, key: str) -> Any:
         value = self.cfg[key]
         return value[self.kind] if isinstance(value, dict) else value
@@ -174,7 +190,7 @@ def per_gpu(ctx: Context) -> dict[str, Any]:
 
     def per_device(name: str, unit: str, work: float, make: Callable[[int, Any], Any]) -> Measure:
         makers = {d.id: functools.partial(make, i, d) for i, d in enumerate(ctx.devices)}
-        return Measure(name, unit, work, makers, slow)
+        return Measure(name, unit, work, makers, slow, ctx.clock)
 
     measures = [
         per_device(f"{p}_tflops", "TFLOP/s", 2 * n**3 * steps / 1e12,
@@ -202,23 +218,6 @@ def per_gpu(ctx: Context) -> dict[str, Any]:
                       "mem_mib": mem_mib, "mem_steps": mem_steps}}  # fmt: skip
 
 
-def pair_groups(named: list[device_list.Device], system: dict[str, Any]) -> dict[tuple[int, int], str]:
-    """Sibling pairs: the same expected bandwidth and basis (NVLink count, PCIe path); all pairs alike when
-    the devices are simulated."""
-    gpus = {g["index"]: g for g in system.get("gpus", []) if not g.get("error")}
-    topo = {tuple(p["gpus"]): p for p in (system.get("topology") or {}).get("pairs", [])}
-    groups = {}
-    for a, b in itertools.permutations(named, 2):
-        key = tuple(sorted((a.nvml.get("index", -1), b.nvml.get("index", -1))))
-        pair = topo.get(key)
-        if pair is None or not gpus:
-            groups[(a.index, b.index)] = f"{a.group} -> {b.group}"
-        else:
-            expected = interconnect.expected_pair(pair, gpus)
-            groups[(a.index, b.index)] = f"{expected['gbs']} ({expected['basis']})"
-    return groups
-
-
 def p2p(ctx: Context) -> dict[str, Any]:
     """A copy-bandwidth matrix: every ordered pair of devices, one direction at a time."""
     from smoke_tests.multi_gpu import ops
@@ -228,8 +227,8 @@ def p2p(ctx: Context) -> dict[str, Any]:
     makers = {(a.id, b.id): functools.partial(lambda a, b: (ops.p2p_runner(a, b, mib, copies), None), a, b)
               for a, b in pairs}  # fmt: skip
     slow = {(a.id, b.id): ctx.faults.slowness(a.id, b.id) for a, b in pairs}
-    measure = Measure("p2p_gbs", "GB/s", mib * 2**20 * copies / 1e9, makers, slow)
-    groups = pair_groups(ctx.named, ctx.system)
+    measure = Measure("p2p_gbs", "GB/s", mib * 2**20 * copies / 1e9, makers, slow, ctx.clock)
+    groups = interconnect.pair_groups(ctx.named, ctx.system)
     confirm = ctx.setting("confirm_rounds") if siblings.compared(measure.name, ctx.kind == "cpu") else 0
     result = measure_with_confirmation(measure, ctx.setting("repeats"), confirm, groups)
     wrong = {f"{a.id}-{b.id}": ops.p2p_wrong(a, b, mib) for a, b in pairs}  # the bytes that arrived
@@ -250,7 +249,7 @@ def all_reduce(ctx: Context) -> dict[str, Any]:
         wrong = list(run.wrong)
         times = []
         for _ in range(repeats):
-            times.append(_timed(run, None, 1.0))
+            times.append(_timed(run, None, 1.0, ctx.clock))
             wrong = [max(a, b) for a, b in zip(wrong, run.wrong, strict=True)]
         algbw = [mib * 2**20 * iters / t / 1e9 for t in times]
         median = statistics.median(algbw)

@@ -37,7 +37,7 @@ ladder_steps_per_execution = { gpu = 2, cpu = 2 }
 ladder_rungs = { gpu = 1, cpu = 1 }
 
 [levels.tiny.multi_gpu]
-repeats = { gpu = 3, cpu = 3 }
+repeats = { gpu = 3, cpu = 5 }
 confirm_rounds = { gpu = 1, cpu = 2 }
 matmul_n = { gpu = 384, cpu = 384 }
 matmul_steps = { gpu = 4, cpu = 4 }
@@ -91,8 +91,8 @@ def test_on_one_device_the_checks_are_na_and_say_so(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def sick_of_eight(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict, Path]:
     """A staged machine of eight H100s on NVSwitch: GPU 3's link trained at x8, GPU 5 (a simulated stand-in)
-    made 1.6 times slower at the measurement boundary, and device 6's all-reduce result with a wrong
-    element."""
+    made 1.6 times slower at the measurement boundary (its timed windows read 1.6 times longer), and device
+    6's all-reduce result with a wrong element."""
     out = tmp_path_factory.mktemp("eight") / "r"
     env = {
         "XLA_FLAGS": SIMULATE.format(n=8),
@@ -123,7 +123,7 @@ def test_one_sick_gpu_of_eight_fails_the_run_named_by_index_bus_id_and_serial(si
     assert devices[3]["problems"] == [f"GPU 3 (bus {bus_id(3)}, serial 1650000000003): PCIe link x8 of x16: "
                                       "reseat the card, use a full-width slot, no riser"]  # fmt: skip
     summary = proc.stdout[proc.stdout.index("=" * 78) :]
-    assert f"!! {slow}: fp32_tflops" in summary or f"!! {slow}: mem_gbs" in summary, summary
+    assert f"!! {slow}: fp32_tflops" in summary, summary
     assert "multi-GPU checks on 8 simulated devices" in summary
 
 
