@@ -9,6 +9,7 @@ array to another: on GPUs XLA enables CUDA peer access between every pair that a
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -97,19 +98,27 @@ def p2p_runner(source: Any, target: Any, mib: int, steps: int) -> Runner:
     return run
 
 
+@functools.cache
+def _pattern(count: int) -> tuple[Any, Any]:
+    """(make, wrong): jitted once per size (a new closure each call would compile again for every pair)."""
+    import jax
+    import jax.numpy as jnp
+
+    def make() -> Any:
+        return (jnp.arange(count, dtype=jnp.int32) % 251).astype(jnp.float32)
+
+    return jax.jit(make), jax.jit(lambda y: jnp.sum(y != make()))
+
+
 def p2p_wrong(source: Any, target: Any, mib: int) -> int:
     """Copy a patterned `mib` MiB array from `source` to `target` and count, on `target`, the elements that
     did not arrive as sent."""
     import jax
-    import jax.numpy as jnp
 
-    count = mib * 2**20 // 4
-
-    def made() -> Any:
-        return (jnp.arange(count, dtype=jnp.int32) % 251).astype(jnp.float32)
-
-    pattern = jax.jit(made, out_shardings=jax.sharding.SingleDeviceSharding(source))()
-    return int(jax.jit(lambda y: jnp.sum(y != made()))(jax.device_put(pattern, target)))
+    make, wrong = _pattern(mib * 2**20 // 4)
+    with jax.default_device(source):
+        pattern = make()
+    return int(wrong(jax.device_put(pattern, target)))
 
 
 def all_reduce_runner(devices: list[Any], mib: int, iters: int, wrong_on: int | None = None) -> Runner:
