@@ -129,7 +129,7 @@ def _uuid(raw: bytes) -> str | None:
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _device(drv: Any, ordinal: int) -> dict[str, Any] | None:
+def device(drv: Any, ordinal: int) -> dict[str, Any] | None:
     """One CUDA device by ordinal: name, compute capability, PCI bus id, UUID."""
     dev, major, minor = c_int(), c_int(), c_int()
     name, bus, uuid = create_string_buffer(256), create_string_buffer(64), create_string_buffer(16)
@@ -209,7 +209,7 @@ def probe_driver(drv: Any, build: Build, watch: bounded.Watch, limits: dict[str,
     isa = rules.ptx_isa(build.cuda) if build.cuda else None
     for ordinal in range(count.value if facts["count_rc"] == 0 else 0):
         watch.step(f"CUDA GPU {ordinal}", limits["cuda_device_s"])
-        dev = _device(drv, ordinal)
+        dev = device(drv, ordinal)
         if dev is None:
             continue
         facts["devices"].append(dev)

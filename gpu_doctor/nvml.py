@@ -154,6 +154,7 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
         "name": query(nvml.nvmlDeviceGetName, h),
         "uuid": query(nvml.nvmlDeviceGetUUID, h),
         "pci_bus_id": _pci_bus_id(nvml, h),
+        "serial": query(getattr(nvml, "nvmlDeviceGetSerial", None), h),
         "memory_total_mib": _mib(mem.total) if hasattr(mem, "total") else mem,
         "memory_used_mib": _mib(mem.used) if hasattr(mem, "used") else mem,
         "memory_free_mib": _mib(mem.free) if hasattr(mem, "free") else mem,
@@ -209,6 +210,19 @@ class _Watched:
         return call
 
 
+def _topology(nvml: ModuleType, gpus: list[dict[str, Any]]) -> dict[str, Any]:
+    """NVLink links and per-pair P2P and PCIe paths (gpu_doctor/topology.py); an NVML error there is a fact of
+    the topology, never a reason to lose the rest of the picture."""
+    from gpu_doctor import topology
+
+    try:
+        return topology.probe(nvml, gpus)
+    except Exception as err:
+        if not _is_nvml_error(err):
+            raise
+        return {"error": f"{_error_name(err)}: {err}", "gpus": [], "pairs": []}
+
+
 def empty_picture() -> dict[str, Any]:
     return {"available": False, "reason": None, "error": None, "remedy": None, "gpus": []}
 
@@ -260,6 +274,8 @@ def probe(
             watch.step(f"GPU {i}", limits["nvml_gpu_s"])
             info["gpus"].append(gpu_info(nvml, i))  # type: ignore[arg-type]
         info["available"] = True
+        watch.step("the GPUs' NVLink and P2P topology", limits["nvml_gpu_s"])
+        info["topology"] = _topology(nvml, info["gpus"])
     except Exception as err:  # an NVML error outside `query` (a broken binding): a reason, not a crash
         if not _is_nvml_error(err):
             raise

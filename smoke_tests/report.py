@@ -104,6 +104,87 @@ def compare(baseline: dict[str, Any], report: dict[str, Any], tolerance: float) 
     }
 
 
+# --- every device -------------------------------------------------------------------------------------------
+PER_GPU_CHECK = ("multi_gpu", "per_gpu_outliers")
+LINK_CHECK = ("multi_gpu", "p2p_bandwidth")
+
+
+def devices(system: dict[str, Any], checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per device: each GPU NVML lists (index, name, PCI bus id, UUID, serial, PCIe link) with what
+    the per-GPU check measured on it (figures, problems) and the interconnect's faults that name it, and the
+    simulated devices the per-GPU check measured, if any."""
+    check = next((c for c in checks if (c.get("category"), c.get("name")) == PER_GPU_CHECK), {})
+    measured = (check.get("details") or {}).get("per_device", [])
+    links = next((c for c in checks if (c.get("category"), c.get("name")) == LINK_CHECK), {})
+    named: dict[int, list[str]] = {}  # the interconnect's faults, by each GPU they name
+    for fault in (links.get("details") or {}).get("link_faults", []):
+        for index in fault["gpus"]:
+            named.setdefault(index, []).append(fault["problem"])
+    by_gpu = {m["nvml_index"]: m for m in measured if m.get("nvml_index") is not None}
+    out = []
+    for g in system.get("gpus", []):
+        m = by_gpu.get(g["index"], {})
+        pcie = g.get("pcie", {})
+        link = f"Gen{pcie.get('gen_max')} x{pcie.get('width_current')} of x{pcie.get('width_max')}"
+        out.append({"index": g["index"], "name": g.get("name"), "pci_bus_id": g.get("pci_bus_id"),
+                    "uuid": g.get("uuid"), "serial": g.get("serial"), "pcie": link,
+                    "simulated": m.get("simulated", False), "figures": m.get("figures", {}),
+                    "health": m.get("health", []),
+                    "problems": [*m.get("problems", []), *named.get(g["index"], [])]})  # fmt: skip
+    for m in measured:
+        if m.get("nvml_index") is None:
+            out.append({"index": m["index"], "name": m.get("name"), "pci_bus_id": None, "uuid": None,
+                        "serial": None, "pcie": None, "simulated": True, "figures": m.get("figures", {}),
+                        "health": [], "problems": m.get("problems", [])})  # fmt: skip
+    return out
+
+
+def device_label(device: dict[str, Any]) -> str:
+    if device.get("pci_bus_id") is None:
+        return f"simulated device {device['index']}"
+    return f"GPU {device['index']} (bus {device['pci_bus_id']}, serial {device.get('serial')})"
+
+
+def _devices_html(report: dict[str, Any], report_dir: Path) -> str:
+    """The per-GPU table, and the P2P matrix beside it."""
+    esc = html.escape
+    found = report.get("devices") or []
+    if len(found) < 2:
+        return ""
+    figures = sorted({name for d in found for name in d.get("figures", {})})
+    head = "".join(f"<th>{esc(n)}</th>" for n in ("device", "name", "PCI bus id", "serial", "UUID", "PCIe"))
+    head += "".join(f"<th>{esc(n)}</th>" for n in figures) + "<th>problems</th>"
+    rows = []
+    for d in found:
+        cells = [device_label(d).split(" (")[0], d.get("name"), d.get("pci_bus_id"), d.get("serial"),
+                 d.get("uuid"), d.get("pcie")]  # fmt: skip
+        row = "".join(f"<td>{esc(str(c) if c is not None else '')}</td>" for c in cells)
+        for name in figures:
+            fig = d.get("figures", {}).get(name)
+            low = fig and ((fig.get("floor") and fig["value"] < fig["floor"]) or fig.get("behind_siblings"))
+            text = f"{fig['value']:.4g} {fig.get('unit', '')}" if fig else ""
+            row += f'<td class="{"failed" if low else ""}">{esc(text)}</td>'
+        row += f"<td>{'<br>'.join(esc(p) for p in d.get('problems', []))}</td>"
+        rows.append(f'<tr class="{"failed" if d.get("problems") else ""}">{row}</tr>')
+    note = (
+        '<p class="warn">Simulated devices (the CPU split by XLA_FLAGS): the figures prove the method, not a '
+        "speed.</p>"
+        if any(d.get("simulated") for d in found)
+        else ""
+    )
+    matrix = [
+        _img(report_dir, p)
+        for c in report["checks"]
+        if c.get("category") == "multi_gpu"
+        for p in c.get("plots", [])
+        if p.endswith("p2p_matrix.png") and (report_dir / p).is_file()
+    ]
+    return (
+        f'<h2>Every GPU</h2>{note}<table id="devices"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+        f"</tbody></table>{''.join(matrix)}"
+    )
+
+
 # --- charts -------------------------------------------------------------------------------------------------
 def _pyplot() -> Any:
     import matplotlib
@@ -328,6 +409,7 @@ level {esc(report["level"])} · backend {esc(report["backend"])} · {report["dur
 <h2>Checks</h2>
 <table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
 <th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+{_devices_html(report, report_dir)}
 {comp_html}
 {breakdown_html(report)}
 <h2>Plots</h2>{"".join(plots + extra) or "<p>none</p>"}
@@ -374,10 +456,20 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
         )
     lines += [f"  note: {note}" for note in report.get("notes") or []]  # the backend chosen, the warm-up
     if gpu["gpus"]:
-        names = ", ".join(str(g.get("name")) for g in gpu["gpus"])
+        models = [str(g.get("name")) for g in gpu["gpus"]]
+        names = ", ".join(
+            f"{models.count(m)}x {m}" if models.count(m) > 1 else m for m in dict.fromkeys(models)
+        )
         lines.append(
             f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
         )
+    simulated = [d for d in report.get("devices") or [] if d.get("simulated")]
+    if simulated:
+        lines.append(f"  multi-GPU checks on {len(simulated)} simulated devices (XLA_FLAGS splits the CPU): "
+                     "they prove the method, not a speed")  # fmt: skip
+    for device in report.get("devices") or []:
+        if device.get("problems"):
+            lines.append(f"  !! {device_label(device)}: {device['problems'][0][:100]}")
     used = {}
     for check in report["checks"]:
         dataset = (check.get("details") or {}).get("dataset") or {}

@@ -338,6 +338,7 @@ def build_report(
         "gpu": system,
         "diagnosis": diagnosis,
         "checks": checks,
+        "devices": report.devices(system, checks),
         "counts": report.counts(checks),
         "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
         "charts": [],
