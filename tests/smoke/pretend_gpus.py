@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gpu_doctor import system
 from smoke_tests.multi_gpu import devices
-from tests.gpu_doctor.staging import H100_NVML, FakeCuda, Machine, fake_tensorflow
+from tests.gpu_doctor.staging import H100_NVML, FakeCuda, Machine
 from tests.smoke.fake_nvml import FakeNvml, bus_id, topology
 
 
@@ -28,7 +28,7 @@ def staged(root: Path, gpus: int, shape: str, sick: str) -> Machine:
     m = Machine.healthy_h100(root)
     m.remove("sys/bus/pci/devices/0000:01:00.0")
     for i in range(gpus):
-        m.pci_device(bus_id(i)[4:], "0x10de", "0x030200", "2330", "nvidia")
+        m.pci_device(bus_id(i), "0x10de", "0x030200", "2330", "nvidia")
     m.device_nodes(gpus)
     links: dict = {}
     if shape == "nvswitch":
@@ -46,7 +46,7 @@ def staged(root: Path, gpus: int, shape: str, sick: str) -> Machine:
         raise ValueError(f"PRETEND_SICK={sick!r}: x8:GPU or nvlink_down:GPU-GPU")
     m.nvml = FakeNvml(gpus=gpus, per_gpu=per_gpu, **H100_NVML, **topology(gpus, **links))
     m.cuda = FakeCuda(driver=12080, devices=[("NVIDIA H100 80GB HBM3", (9, 0))] * gpus)
-    m.modules["tensorflow"] = fake_tensorflow([f"/physical_device:GPU:{i}" for i in range(gpus)])
+    m.framework("tensorflow", gpus=[f"/physical_device:GPU:{i}" for i in range(gpus)])
     return m
 
 
