@@ -106,6 +106,7 @@ def test_workload(
     assert result is not None, f"workload {name} wrote no result.json (exit {outcome.exit}: {tail[0][:200]})"
     code = outcome.exit
     check.detail("dataset", result.get("dataset"))
+    check.detail("regime", (result.get("hyperparameters") or {}).get("regime"))
     check.detail("thresholds", result.get("thresholds"))
     higher = ("transfer_margin", "pointing_game")
     for metric, value in (result.get("metrics") or {}).items():
