@@ -316,6 +316,12 @@ def verdicts(runs: dict[str, dict], table: dict) -> list[dict]:
     return rows
 
 
+def _seeds(seeds: list[int]) -> str:
+    """0..9 and 42: a run of seeds from 0, and the ones beyond it."""
+    run = next((i for i, seed in enumerate(seeds) if seed != i), len(seeds))
+    return " and ".join([f"0..{run - 1}"] * bool(run) + [str(seed) for seed in seeds[run:]])
+
+
 def _f(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -326,7 +332,7 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
         "",
         f"{' then '.join(f'`{c}`' for c in meta['commands'])} on {meta['machine']}, {meta['date']}; "
         f"backend {meta['backend']}; "
-        f"seeds {meta['seeds'][0]}..{meta['seeds'][-1]}, negative controls on seeds {meta['controls']}.",
+        f"seeds {_seeds(meta['seeds'])}, negative controls on seeds {meta['controls']}.",
         "",
         "Margin: the worst healthy run minus the threshold (positive: every seed passes with that much to "
         "spare). Broken: the best of the negative-control runs (labels shuffled; transfer: the pretrained "

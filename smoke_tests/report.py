@@ -157,7 +157,8 @@ def _warnings_html(report: dict[str, Any]) -> str:
 def _regime(regime: dict[str, Any] | None) -> str:
     if not regime:
         return ""
-    return f"{regime['train_images']:,} images x {regime['epochs']} epochs = {regime['steps']:,} steps"
+    epochs = f"{regime['epochs']} epoch" + ("s" if regime["epochs"] != 1 else "")
+    return f"{regime['train_images']:,} images x {epochs} = {regime['steps']:,} steps"
 
 
 def _data_html(report: dict[str, Any]) -> str:

@@ -204,6 +204,6 @@ def test_html_shows_the_data_each_workload_was_judged_on(tmp_path):
     page = report.render_html(data, tmp_path)
     table = page[page.index('<table id="data">') :]
     assert "workload[mnist]" in table and "idx:/data/mnist" in table
-    assert "30,000 images x 1 epochs = 469 steps" in table and "NOT MNIST" not in page
+    assert "30,000 images x 1 epoch = 469 steps" in table and "NOT MNIST" not in page
     assert "data: mnist" in report.summary_text(data, tmp_path)
     assert 'id="data"' not in report.render_html(_report([_check("a")]), tmp_path)  # no workloads, no table
