@@ -52,6 +52,8 @@ class StageConfig:
     batch_size: int = 64
     learning_rate: float = 0.01
     lr_decay: float | None = 0.666  # lr = learning_rate * lr_decay ** epoch; None: constant
+    # the rate rises linearly over the first steps (0: none): see the module's docstring (stage 4)
+    warmup_steps: int = 0
     optimizer: str = "adam"
     # --quick: a subset, and as many epochs as make about `quick_samples` training samples (1 epoch of the
     # 30,000-image subset; 21 of the digits fallback's 1,437 images), with the recipe's whole learning-rate
@@ -73,7 +75,7 @@ STAGES: dict[int, StageConfig] = {
     1: StageConfig(stage=1, epochs=10, batch_size=128, learning_rate=0.01, lr_decay=None, optimizer="sgd"),
     2: StageConfig(stage=2, epochs=10, batch_size=128, learning_rate=0.001, lr_decay=None),
     3: StageConfig(stage=3, epochs=10, batch_size=128, learning_rate=0.01, lr_decay=0.6),
-    4: StageConfig(stage=4, epochs=10, batch_size=128, learning_rate=0.01, lr_decay=0.6),
+    4: StageConfig(stage=4, epochs=10, batch_size=128, learning_rate=0.01, lr_decay=0.6, warmup_steps=20),
     5: StageConfig(stage=5, epochs=10, batch_size=64, learning_rate=0.01, lr_decay=0.666),
 }
 
@@ -134,14 +136,36 @@ def learning_rate(cfg: StageConfig, train_size: int, epochs: int, quick: bool):
 
     Full: a step each epoch, as the codelab's LearningRateScheduler does. Quick: the same decay over the
     recipe's `cfg.epochs` squeezed smoothly into the quick run's steps, so it ends at the same small rate.
+    Either way after `cfg.warmup_steps` of linear warm-up, when the recipe has one.
     """
     if cfg.lr_decay is None:
         return cfg.learning_rate
     steps_per_epoch = math.ceil(train_size / cfg.batch_size)
     decay_steps = steps_per_epoch * epochs / cfg.epochs if quick else steps_per_epoch
-    return keras.optimizers.schedules.ExponentialDecay(
+    schedule = keras.optimizers.schedules.ExponentialDecay(
         cfg.learning_rate, decay_steps=decay_steps, decay_rate=cfg.lr_decay, staircase=not quick
     )
+    return Warmup(schedule, cfg.warmup_steps) if cfg.warmup_steps else schedule
+
+
+@keras.saving.register_keras_serializable(package="workloads")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule`'s rate times min(1, (step + 1) / steps): Adam's first, noisiest steps taken small."""
+
+    def __init__(self, schedule, steps: int):
+        self.schedule = schedule
+        self.steps = steps
+
+    def __call__(self, step):
+        ramp = keras.ops.minimum(1.0, (keras.ops.cast(step, "float32") + 1.0) / self.steps)
+        return self.schedule(step) * ramp
+
+    def get_config(self) -> dict:
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule), "steps": self.steps}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["steps"])
 
 
 def build_model(cfg: StageConfig, num_classes: int = 10, lr=None) -> keras.Model:
