@@ -383,7 +383,7 @@ def render_markdown(rows: list[dict], meta: dict) -> str:
 def plot(rows: list[dict], path: Path) -> Path:
     from workloads.recipes import plots
 
-    fig, axes = plots.plt.subplots(len(rows), 1, figsize=(9, 0.55 * len(rows) + 1), squeeze=False)
+    fig, axes = plots.plt.subplots(len(rows), 1, figsize=(10, 0.55 * len(rows) + 1), squeeze=False)
     for ax, r in zip(axes[:, 0], rows, strict=True):
         _, value = thresholds.parse(r["rule"])
         ax.scatter(r["healthy"], [0] * len(r["healthy"]), s=14, color="tab:blue", zorder=3)
@@ -398,7 +398,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle("healthy seeds (dots), negative controls (x), threshold (line)", fontsize=9)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     plots.plt.close(fig)
     return path
 
