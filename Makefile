@@ -73,7 +73,7 @@ lint: setup ## ruff, ansible-lint (production profile), hadolint
 bench: setup ## Benchmarks: tutorial code vs our workloads, smoke test old vs new, make doctor -> reports/bench/
 	$(PY) -m benchmarks
 
-calibrate: setup ## Quick workloads over seeds 0-9 on every dataset here -> benchmarks/results/calibration/
+calibrate: setup ## Quick workloads over seeds 0-9 and 42 on every dataset here, at its real size -> benchmarks/results/calibration/
 	$(PY) -m benchmarks.calibrate $(CALIBRATE_ARGS)
 
 smoke-test: $(RUN_STAMP) ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir, SMOKE_ARGS=...)

@@ -109,6 +109,7 @@ def test_workload(
     check.detail("dataset", result.get("dataset"))
     on_gpu = "GPU" in str(result.get("device", "")).upper()
     check.detail("ran_on", framework_gpu if on_gpu and framework_gpu else "cpu")
+    check.detail("regime", (result.get("hyperparameters") or {}).get("regime"))
     check.detail("thresholds", result.get("thresholds"))
     higher = ("transfer_margin", "pointing_game")
     for metric, value in (result.get("metrics") or {}).items():
