@@ -36,23 +36,24 @@ def verdict(checks: list[dict[str, Any]], comparison: dict[str, Any] | None = No
 
 
 # --- baseline -----------------------------------------------------------------------------------------------
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested objects and lists as one level: {"gpus[0].driver": ..., "packages.keras": ...}."""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     if isinstance(value, list):
         out = {}
         for i, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
+            out.update(flatten(v, f"{prefix}[{i}]"))
         return out
     return {prefix: value}
 
 
 def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Fingerprint fields that differ, grouped by part (packages, gpus, build, ...)."""
-    a, b = _flatten(old or {}), _flatten(new or {})
+    a, b = flatten(old or {}), flatten(new or {})
     parts: dict[str, list[dict[str, Any]]] = {}
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
@@ -320,6 +321,18 @@ level {esc(report["level"])} · backend {esc(report["backend"])} · {report["dur
 </body></html>"""
 
 
+def headline_figures(checks: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """The figures a reader looks at first: the speed checks' and the workloads' "higher is better" ones
+    (the workloads' training-set metrics left out), as (check, figure name, figure)."""
+    return [
+        (check, name, fig)
+        for check in checks
+        if check.get("category") in ("speed", "workloads")
+        for name, fig in (check.get("figures") or {}).items()
+        if fig.get("better") == "higher" and not name.startswith("train_")
+    ]
+
+
 # --- terminal -----------------------------------------------------------------------------------------------
 def summary_text(report: dict[str, Any], report_dir: Path) -> str:
     """The one-screen summary: verdict, GPU state, counts, failures, headline figures, where the files are."""
@@ -377,13 +390,8 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
                 f"  {check['status'].upper():8} {check['category']}/{check['name']}: "
                 f"{(check.get('message') or '')[:110]}"
             )
-    for check in report["checks"]:
-        for name, fig in check.get("figures", {}).items():
-            headline = check["category"] in ("speed", "workloads") and not name.startswith("train_")
-            if fig.get("better") == "higher" and headline:
-                lines.append(
-                    f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}"
-                )
+    for check, name, fig in headline_figures(report["checks"]):
+        lines.append(f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}")
     comparison = report.get("comparison")
     if comparison:
         lines.append(
