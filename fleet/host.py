@@ -208,14 +208,16 @@ def read_host(folder: Path, run_dir: Path, name: str | None = None) -> dict[str,
     if failed := _failed_step(steps):
         step, result = failed
         msg = str(result.get("msg") or f"exit {result.get('rc')}")
-        kind = "timeout" if step == "smoke" and "time frame" in msg else "error"
-        return _outcome(host, "failed", kind, f"{STEPS[step]} failed: {msg}")
+        if step == "smoke" and (result.get("timedout") or "timed out" in msg.lower()):
+            limit = f"its limit of {record.get('timeout_s')} s"
+            return _outcome(host, "failed", "timeout", f"the smoke test ran past {limit} (--timeout): {msg}")
+        return _outcome(host, "failed", "error", f"{STEPS[step]} failed: {msg}")
     smoke = steps.get("smoke")
     if not isinstance(smoke, dict) or smoke.get("skipped") or "rc" not in smoke:
         return _outcome(host, "failed", "error", "the smoke test did not run (ansible.log)")
     host["smoke_exit"] = rc = smoke["rc"]
     if report is None:
-        tail = (record.get("smoke_stderr_tail") or "").strip().splitlines()[-1:] or [""]
+        tail = (record.get("smoke_stderr_tail") or smoke.get("msg") or "").strip().splitlines()[-1:] or [""]
         return _outcome(
             host,
             "failed",

@@ -33,6 +33,12 @@ def _hosts_table(data: dict[str, Any]) -> str:
         why = _e(host.get("reason"))
         if problem.get("remedy"):
             why += f"<br>run: <code>{_e(problem['remedy'])}</code>"
+        doctor = host.get("doctor") or {}
+        if doctor.get("first_broken"):
+            why += (
+                f"<br>GPU diagnosis: BROKEN at {_e(doctor['first_broken'])}: {_e(doctor.get('cause'))}"
+                f"<br>run: <code>{_e(doctor.get('remedy'))}</code>"
+            )
         files = host.get("files") or {}
         links = " ".join(
             f'<a href="{_e(files[f])}">{_e(label)}</a>'

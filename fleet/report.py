@@ -93,10 +93,17 @@ def summary_text(data: dict[str, Any], run_dir: Path) -> str:
     for name, host in data["hosts"].items():
         verdict = host["verdict"] if host["verdict"] == "passed" else host["verdict"].upper()
         driver = (host.get("gpus") or {}).get("driver") or "-"
-        what = host["reason"] if host["verdict"] != "passed" else _figures_line(host)
-        lines.append(f"  {name:{width}}  {verdict:11} {_gpus(host)[:24]:24} {driver:10} {(what or '')[:120]}")
+        figures = _figures_line(host) if host["verdict"] == "passed" else ""
+        lines.append(f"  {name:{width}}  {verdict:11} {_gpus(host)[:24]:24} {driver:10} {figures}".rstrip())
+        indent = " " * (width + 4)
+        if host["reason"]:
+            lines.append(f"{indent}{host['reason'][:300]}")
         if (host.get("problem") or {}).get("remedy"):
-            lines.append(f"  {'':{width}}  run: {host['problem']['remedy']}")
+            lines.append(f"{indent}run: {host['problem']['remedy']}")
+        doctor = host.get("doctor") or {}
+        if doctor.get("first_broken"):
+            lines.append(f"{indent}GPU diagnosis: BROKEN at {doctor['first_broken']}: {doctor.get('cause')}")
+            lines.append(f"{indent}run: {doctor.get('remedy')}")
     drift = data["drift"]
     lines.append(f"  version drift: {len(drift)} field(s) differ" + (":" if drift else ""))
     for entry in drift[:8]:

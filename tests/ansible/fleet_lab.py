@@ -201,8 +201,19 @@ class Lab:
         (self.cgroup / "cgroup.procs").write_text(str(pid))
 
     def cut(self, name: str) -> None:
-        """The host's network link goes down (its end stays up: it does not notice)."""
-        sh("ip", "-n", self.controller, "link", "set", self.hosts[name].link, "down")
+        """The host's network link goes down (its end stays up: it does not notice). What its sshd started
+        (the smoke test) is stopped too: the controller cannot see it any more, and in CI it would only take
+        CPU from the other hosts."""
+        host = self.hosts[name]
+        sh("ip", "-n", self.controller, "link", "set", host.link, "down")
+        self._kill_started(host)
+
+    def _kill_started(self, host: LabHost) -> None:
+        """Every process in the host's namespace but its sshd listener, by process id."""
+        for pid in sh("ip", "netns", "pids", host.netns, check=False).stdout.split():
+            if host.sshd is None or int(pid) != host.sshd.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
 
     def inventory(self, path: Path, extra: dict[str, str]) -> Path:
         """A YAML inventory (JSON is YAML) of the lab's hosts plus `extra`: name -> address of hosts that do
@@ -231,11 +242,7 @@ class Lab:
     # --- teardown ------------------------------------------------------------------------------------------
     def close(self) -> None:
         for host in self.hosts.values():
-            # What sshd started there (a cut-off host's smoke test runs on): by process id, in its namespace.
-            pids = sh("ip", "netns", "pids", host.netns, check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
+            self._kill_started(host)
             if host.sshd is not None:
                 with contextlib.suppress(ProcessLookupError):
                     host.sshd.kill()

@@ -74,9 +74,15 @@ def test_root_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_smoke_test_past_its_time_limit_fails_the_host(tmp_path: Path) -> None:
-    msg = "The command action failed to execute in the expected time frame (5) and was terminated"
-    host = read(tmp_path, record=host_record("ws1", {"smoke": {"failed": True, "msg": msg}}))
-    assert host["verdict"] == "failed" and host["problem"]["kind"] == "timeout" and msg in host["reason"]
+    """The task's `timeout` as ansible-core 2.19 reports it."""
+    timedout = {
+        "failed": True,
+        "msg": "Task failed: Timed out after 1800 second(s).",
+        "timedout": {"period": 1800},
+    }
+    host = read(tmp_path, record=host_record("ws1", {"smoke": timedout}))
+    assert host["verdict"] == "failed" and host["problem"]["kind"] == "timeout"
+    assert host["reason"] == f"the smoke test ran past its limit of 1800 s (--timeout): {timedout['msg']}"
 
 
 @pytest.mark.parametrize(
@@ -156,3 +162,31 @@ def test_any_fetched_json_is_read_or_refused_never_a_crash(tmp_path_factory, dat
         host["problem"] is None
     )
     json.dumps(host)  # what fleet.json will hold
+
+
+def test_the_doctors_broken_layer_and_gpus_are_kept_when_the_smoke_test_left_no_report(
+    tmp_path: Path,
+) -> None:
+    doctor = {
+        "gpu_found": True,
+        "nvml": {"gpus": [{"name": "NVIDIA A100"}], "driver_version": "535.1"},
+        "layers": [
+            {"name": "hardware", "status": "OK"},
+            {
+                "name": "nvml",
+                "status": "BROKEN",
+                "cause": "Driver/library version mismatch",
+                "remedy": "sudo reboot",
+            },
+        ],
+    }
+    record = host_record("ws1", {"smoke": {"failed": False, "rc": 2}})
+    host = read(tmp_path, record=record, doctor_json=json.dumps(doctor))
+    assert host["doctor"] == {
+        "gpu_found": True,
+        "first_broken": "nvml",
+        "cause": "Driver/library version mismatch",
+        "remedy": "sudo reboot",
+    }
+    assert host["gpus"]["model"] == "NVIDIA A100" and host["gpus"]["driver"] == "535.1"
+    assert host["problem"]["kind"] == "no_report" and host["group"] is None  # no figures to compare
