@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan, baseline, playbook, run_dir = _prepare(args)
     except (UsageError, BaselineError, InventoryError) as err:
+        if stop.signum is not None:  # Ctrl-C while the inventory was read: nothing ran
+            return 128 + stop.signum
         print(f"fleet: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     write_json(run_dir / "plan.json", plan)

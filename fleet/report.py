@@ -7,6 +7,7 @@ fleet.json: `hosts` (host name -> {verdict: passed|failed|unreachable, problem, 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fleet.outliers import compare_figures, find_outliers, rules
 from workloads.atomic import atomic_write, write_json
 
 SCHEMA_VERSION = 1
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
 def build(
@@ -148,4 +150,5 @@ def summary_text(data: dict[str, Any], run_dir: Path) -> str:
                 lines.append(f"    {title}: {', '.join(comparison[key])}")
     lines.append(f"  report: {run_dir / 'fleet.html'}")
     lines.append("=" * 78)
-    return "\n".join(lines)
+    # Text from the hosts' reports reaches the terminal: no control characters (escape sequences) from them.
+    return CONTROL.sub("?", "\n".join(lines))

@@ -210,3 +210,17 @@ def test_the_fleet_report_imports_no_framework() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.ansible
+def test_limit_selects_the_hosts_that_run(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "[lab]\nws1 ansible_host=127.0.0.1 ansible_port=1\nws2 ansible_host=127.0.0.1 ansible_port=1\n"
+        "[other]\nws3 ansible_host=127.0.0.1 ansible_port=1\n"
+    )
+    out = tmp_path / "run"
+    proc = fleet("-i", str(inventory), "--limit", "lab:!ws2", "--out", str(out))
+    data = json.loads((out / "fleet.json").read_text())
+    assert proc.returncode == 1 and list(data["hosts"]) == ["ws1"] and data["run"]["limit"] == "lab:!ws2"
+    assert [p.name for p in (out / "hosts").iterdir()] == ["ws1"]

@@ -177,3 +177,11 @@ def test_any_fetched_reports_give_a_whole_report(tmp_path_factory, reports: list
     report.summary_text(data, run)
     ET.parse(run / "junit.xml")
     Page().feed((run / "fleet.html").read_text())
+
+
+def test_no_escape_sequence_from_a_host_reaches_the_terminal(tmp_path: Path) -> None:
+    run = stage_run(tmp_path / "run", ["evil"])
+    failing = [check("system", "env", "failed", "\x1b]0;owned\x07\x1b[2Jgone")]
+    stage_host(run, "evil", host_record("evil", {"smoke": {"failed": False, "rc": 1}}), smoke_report(failing))
+    text = report.summary_text(build(run), run)
+    assert "\x1b" not in text and "\x07" not in text and "?]0;owned??[2Jgone" in text
