@@ -3,12 +3,13 @@ report that compares them, in reports/fleet/<UTC timestamp>/ (a new folder for e
 `python -m fleet report RUN_DIR [--baseline old/fleet.json]`: write a run's report again from its folder.
 
 Exit codes: 0 every host passed; 1 a host failed, was unreachable or was not installed; 2 bad input (nothing
-ran); 130 / 143 interrupted by SIGINT / SIGTERM (the report says what came back).
+ran); 130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (the report says what came back).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -165,7 +166,8 @@ def _finish(
 ) -> str:
     data = report.build(run_dir, plan, ansible, baseline, plan.get("baseline"))
     report.write(run_dir, data)
-    print(report.summary_text(data, run_dir))
+    with contextlib.suppress(OSError):  # a closed terminal: the files above are the report
+        print(report.summary_text(data, run_dir), flush=True)
     return data["verdict"]
 
 

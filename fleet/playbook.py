@@ -25,14 +25,14 @@ STOP_GRACE_S = 30.0
 
 
 class Stop:
-    """SIGINT and SIGTERM, recorded; the playbook is asked to stop (SIGINT to its process group), then killed
-    after STOP_GRACE_S."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal), recorded; the playbook is asked to stop (SIGINT to its
+    process group), then killed after STOP_GRACE_S, and the report of what came back is written."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._record)
 
     def _record(self, signum: int, frame: Any) -> None:
@@ -47,12 +47,17 @@ class Stop:
 
 def _pump(pipe: Any, log: Any) -> threading.Thread:
     def copy() -> None:
+        terminal = True
         for line in iter(pipe.readline, b""):
             text = line.decode(errors="replace")
-            sys.stdout.write(text)
-            sys.stdout.flush()
             log.write(text)
             log.flush()
+            if terminal:
+                try:
+                    sys.stdout.write(text)
+                    sys.stdout.flush()
+                except OSError:  # a closed terminal (SIGHUP): the log keeps everything
+                    terminal = False
 
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()

@@ -145,10 +145,12 @@ def test_the_playbook_records_unreachable_uninstalled_and_root_hosts(tmp_path: P
 
 
 @pytest.mark.ansible
-def test_ctrl_c_stops_ansible_and_still_writes_the_report(tmp_path: Path) -> None:
-    """A host whose Python hangs keeps Ansible busy; SIGINT ends the run in seconds with the report."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_a_signal_stops_ansible_and_still_writes_the_report(tmp_path: Path, sig: signal.Signals) -> None:
+    """A host whose Python hangs keeps Ansible busy; Ctrl-C (or a closed terminal) ends the run in seconds
+    with the report, and nothing is left running."""
     hang = tmp_path / "python-that-hangs"
-    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")
     hang.chmod(0o755)
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(f"[lab]\nstuck ansible_connection=local ansible_python_interpreter={hang}\n")
@@ -167,14 +169,14 @@ def test_ctrl_c_stops_ansible_and_still_writes_the_report(tmp_path: Path) -> Non
         time.sleep(0.2)
     time.sleep(2)  # the next task, on the host, is running (and hangs)
     started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=90)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 128 + sig, stderr
     assert time.monotonic() - started < 45
     data = json.loads((out / "fleet.json").read_text())
-    assert data["verdict"] == "INTERRUPTED" and data["ansible"]["interrupted"] == "SIGINT"
+    assert data["verdict"] == "INTERRUPTED" and data["ansible"]["interrupted"] == sig.name
     assert data["hosts"]["stuck"]["problem"]["kind"] == "no_record"
-    assert "FLEET SMOKE TEST INTERRUPTED" in stdout and "SIGINT received" in stderr
+    assert "FLEET SMOKE TEST INTERRUPTED" in stdout and f"{sig.name} received" in stderr
     assert subprocess.run(["pgrep", "-f", str(hang)], capture_output=True).returncode == 1, (
         "a process was left"
     )
