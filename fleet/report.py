@@ -86,9 +86,9 @@ def summary_text(data: dict[str, Any], run_dir: Path) -> str:
     """One screen: the verdict, a line per host, drift, outliers, changes against the baseline, the files."""
     counts = data["counts"]
     lines = ["", "=" * 78]
+    hosts = f"{len(data['hosts'])} host{'' if len(data['hosts']) == 1 else 's'}"
     lines.append(
-        f"FLEET SMOKE TEST {data['verdict']}  "
-        f"({len(data['hosts'])} hosts, level {data['run'].get('level')}): "
+        f"FLEET SMOKE TEST {data['verdict']}  ({hosts}, level {data['run'].get('level')}): "
         + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     )
     width = max([len(h) for h in data["hosts"]] + [4])
