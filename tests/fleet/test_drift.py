@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fleet.drift import find_drift
 
 from .staging import fingerprint_of
@@ -83,3 +85,17 @@ def test_a_tie_names_every_host_as_odd_and_hosts_without_a_fingerprint_are_left_
 
 def test_one_value_everywhere_is_no_drift() -> None:
     assert find_drift({f"ws{i}": fingerprint_of() for i in range(5)}) == []
+
+
+def test_this_environments_fingerprint_lets_drift_name_any_installed_package() -> None:
+    """The real fingerprint (workloads.harness.fingerprint) lists the OS, the kernel and every installed
+    distribution, so a package outside the headline list (here: rich) is named when it differs."""
+    from workloads.harness.fingerprint import environment_fingerprint
+
+    here = environment_fingerprint()
+    assert here["os"] and here["kernel"] and here["installed"]["keras"] == here["packages"]["keras"]
+    assert "rich" in here["installed"] and "rich" not in here["packages"]
+    other = json.loads(json.dumps(here))
+    other["installed"]["rich"] = "0.0.1"
+    drift = find_drift({"here": here, "there": other, "also-here": json.loads(json.dumps(here))})
+    assert [(d["field"], d["odd"]) for d in drift] == [("installed.rich", ["there"])]
