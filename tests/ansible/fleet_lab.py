@@ -23,6 +23,7 @@ from pathlib import Path
 
 SUBNET = "10.77"
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+CGROUP_V2 = Path("/sys/fs/cgroup")
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
 
 
@@ -193,11 +194,19 @@ class Lab:
         raise RuntimeError(f"sshd of {host.name} did not start: {log}")
 
     def _throttle(self, pid: int, share: float) -> None:
-        """The process and what it starts get `share` of one core (cgroup v1 CFS quota, 10 ms period)."""
-        self.cgroup = CGROUP_CPU / f"{self.tag}-slow"
-        self.cgroup.mkdir(exist_ok=True)
-        (self.cgroup / "cpu.cfs_period_us").write_text("10000")
-        (self.cgroup / "cpu.cfs_quota_us").write_text(str(int(10000 * share)))
+        """The process and what it starts get `share` of one core: a CFS quota per 10 ms period, with cgroup
+        v1's cpu controller (hybrid hierarchies, as on this project's machines) or cgroup v2's cpu.max."""
+        quota = str(int(10000 * share))
+        if (CGROUP_CPU / "cpu.cfs_quota_us").is_file():
+            self.cgroup = CGROUP_CPU / f"{self.tag}-slow"
+            self.cgroup.mkdir(exist_ok=True)
+            (self.cgroup / "cpu.cfs_period_us").write_text("10000")
+            (self.cgroup / "cpu.cfs_quota_us").write_text(quota)
+        else:
+            (CGROUP_V2 / "cgroup.subtree_control").write_text("+cpu")
+            self.cgroup = CGROUP_V2 / f"{self.tag}-slow"
+            self.cgroup.mkdir(exist_ok=True)
+            (self.cgroup / "cpu.max").write_text(f"{quota} 10000")
         (self.cgroup / "cgroup.procs").write_text(str(pid))
 
     def cut(self, name: str) -> None:
