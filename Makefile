@@ -163,3 +163,24 @@ assets-fetch: setup ## Download MNIST, ImageNet weights, transfer datasets into 
 
 assets-install: setup ## Verify ASSETS_BUNDLE.tar and install it into the Keras cache ($KERAS_HOME or ~/.keras)
 	$(PY) -m workloads assets install --archive $(ASSETS_BUNDLE).tar
+
+# --- Fleet (issue 22: ansible/fleet.yml, ansible/roles/fleet_smoke, fleet/) ---------------------------------
+# Ansible runs the doctor and the smoke test on every host of INVENTORY with the toolkit `make provision`
+# installed there (as the SSH user, never root), fetches the reports, and `python -m fleet` compares the hosts.
+# Installs nothing on the hosts. The variables reach the command through the environment, unexpanded
+# ($(value ...)), so spaces, quotes and `$` in them stay what they are.
+INVENTORY  ?=
+LIMIT      ?=
+FLEET_ARGS ?=
+
+.PHONY: fleet-smoke
+
+fleet-smoke: export FLEET_INVENTORY = $(value INVENTORY)
+fleet-smoke: export FLEET_LEVEL = $(value LEVEL)
+fleet-smoke: export FLEET_LIMIT = $(value LIMIT)
+fleet-smoke: export FLEET_BASELINE = $(value BASELINE)
+fleet-smoke: $(ANSIBLE_VENV)/.synced ## Smoke-test every host of INVENTORY=FILE via Ansible (LEVEL, LIMIT=pattern, BASELINE=old/fleet.json) -> reports/fleet/<timestamp>/
+	@[ -n "$$FLEET_INVENTORY" ] || { echo "error: make fleet-smoke needs INVENTORY=FILE (an Ansible inventory of provisioned hosts)" >&2; exit 2; }
+	$(ANSIBLE_VENV)/bin/python -m fleet --inventory "$$FLEET_INVENTORY" --level "$$FLEET_LEVEL" \
+		$${FLEET_LIMIT:+--limit "$$FLEET_LIMIT"} $${FLEET_BASELINE:+--baseline "$$FLEET_BASELINE"} \
+		$(if $(filter-out 0 no false,$(REQUIRE_GPU)),--require-gpu) $(FLEET_ARGS)

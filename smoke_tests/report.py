@@ -1,4 +1,5 @@
-"""The smoke-test report: report.json, report.html, the terminal summary, and the baseline comparison."""
+"""The smoke-test report: the verdict, report.json's parts, report.html and the terminal summary (the baseline
+comparison it shows is smoke_tests/baseline.py's)."""
 
 from __future__ import annotations
 
@@ -33,75 +34,6 @@ def verdict(checks: list[dict[str, Any]], comparison: dict[str, Any] | None = No
     if comparison and comparison.get("regressions"):
         return "FAILED"
     return "PASSED"
-
-
-# --- baseline -----------------------------------------------------------------------------------------------
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list):
-        out = {}
-        for i, v in enumerate(value):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
-
-
-def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Fingerprint fields that differ, grouped by part (packages, gpus, build, ...)."""
-    a, b = _flatten(old or {}), _flatten(new or {})
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            part = key.split(".", 1)[0].split("[", 1)[0]
-            parts.setdefault(part, []).append({"field": key, "baseline": a.get(key), "now": b.get(key)})
-    return parts
-
-
-def compare(baseline: dict[str, Any], report: dict[str, Any], tolerance: float) -> dict[str, Any]:
-    """Regressions against an earlier report: checks that passed and now do not, and figures worse than
-    ``tolerance`` (a fraction) in their "better" direction; plus which parts of the fingerprint changed."""
-    old = {c["id"]: c for c in baseline.get("checks", [])}
-    regressions, improvements, compared = [], [], 0
-    for check in report["checks"]:
-        before = old.get(check["id"])
-        if before is None:
-            continue
-        if before["status"] == "passed" and check["status"] in NOT_PASSED:
-            regressions.append({"check": check["id"], "what": f"was passed, now {check['status']}"})
-        for name, fig in check.get("figures", {}).items():
-            prev = before.get("figures", {}).get(name)
-            better = fig.get("better")
-            if not prev or better not in ("higher", "lower") or not prev.get("value"):
-                continue
-            compared += 1
-            change = (fig["value"] - prev["value"]) / abs(prev["value"])
-            worse = -change if better == "higher" else change
-            entry = {
-                "check": check["id"],
-                "figure": name,
-                "baseline": prev["value"],
-                "now": fig["value"],
-                "change": round(change, 4),
-                "unit": fig.get("unit", ""),
-            }
-            if worse > tolerance:
-                regressions.append({**entry, "what": f"{name} {change:+.1%} (tolerance {tolerance:.0%})"})
-            elif -worse > tolerance:
-                improvements.append(entry)
-    diff = fingerprint_diff(baseline.get("fingerprint", {}), report.get("fingerprint", {}))
-    return {
-        "baseline_created": baseline.get("created"),
-        "tolerance": tolerance,
-        "figures_compared": compared,
-        "regressions": regressions,
-        "improvements": improvements,
-        "fingerprint_changed": sorted(diff),
-        "fingerprint_diff": diff,
-    }
 
 
 # --- every device -------------------------------------------------------------------------------------------
@@ -498,6 +430,18 @@ level {esc(report["level"])} · backend {esc(report["backend"])} · {report["dur
 </body></html>"""
 
 
+def headline_figures(checks: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str, dict[str, Any]]]:
+    """The figures a reader looks at first: the speed checks' and the workloads' "higher is better" ones
+    (the workloads' training-set metrics left out), as (check, figure name, figure)."""
+    return [
+        (check, name, fig)
+        for check in checks
+        if check.get("category") in ("speed", "workloads")
+        for name, fig in (check.get("figures") or {}).items()
+        if fig.get("better") == "higher" and not name.startswith("train_")
+    ]
+
+
 # --- terminal -----------------------------------------------------------------------------------------------
 def summary_text(report: dict[str, Any], report_dir: Path) -> str:
     """The one-screen summary: verdict, GPU state, counts, failures, headline figures, where the files are."""
@@ -541,13 +485,8 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
                 f"  {check['status'].upper():8} {check['category']}/{check['name']}: "
                 f"{(check.get('message') or '')[:110]}"
             )
-    for check in report["checks"]:
-        for name, fig in check.get("figures", {}).items():
-            headline = check["category"] in ("speed", "workloads") and not name.startswith("train_")
-            if fig.get("better") == "higher" and headline:
-                lines.append(
-                    f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}"
-                )
+    for check, name, fig in headline_figures(report["checks"]):
+        lines.append(f"  {check['name'][:28]:28} {name[:26]:26} {fig['value']:>10.4g} {fig.get('unit', '')}")
     comparison = report.get("comparison")
     if comparison:
         lines.append(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import signal
 import subprocess
@@ -29,6 +28,7 @@ from gpu_doctor.build import gpu_backend, gpu_capabilities
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
 from smoke_tests import completion, report, timing, warmup, worker
+from smoke_tests.baseline import BaselineError, compare, load_baseline
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
@@ -70,45 +70,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "each in a fresh interpreter (subprocess: the slower way before, kept for comparison)",
     )
     return p.parse_args(argv)
-
-
-def _load_baseline(path: Path | None) -> dict[str, Any] | None:
-    if path is None:
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
-    except (ValueError, RecursionError) as err:
-        raise UsageError(f"--baseline {path}: not valid JSON ({str(err)[:200]})") from None
-    if not isinstance(data, dict) or "checks" not in data:
-        raise UsageError(f"--baseline {path}: not a smoke-test report.json (no 'checks')")
-    if problem := baseline_problem(data):
-        raise UsageError(f"--baseline {path}: not a smoke-test report.json ({problem})")
-    return data
-
-
-def baseline_problem(data: dict[str, Any]) -> str | None:
-    """The first part of a baseline that report.compare could not read, checked before the suite runs."""
-    checks = data["checks"]
-    if not isinstance(checks, list):
-        return "'checks' is not a list"
-    for i, check in enumerate(checks):
-        if not isinstance(check, dict):
-            return f"checks[{i}] is not an object"
-        if not isinstance(check.get("id"), str) or not isinstance(check.get("status"), str):
-            return f"checks[{i}] has no text 'id' and 'status'"
-        figures = check.get("figures", {})
-        if not isinstance(figures, dict):
-            return f"checks[{i}].figures is not an object"
-        for name, fig in figures.items():
-            value = fig.get("value") if isinstance(fig, dict) else None
-            if not isinstance(fig, dict) or (
-                # bool: older reports carried flags (activation_shapes_ok) as figures: still valid baselines
-                value is not None and (type(value) not in (bool, int, float) or not math.isfinite(value))
-            ):
-                return f"checks[{i}].figures.{name[:40]} has no numeric 'value'"
-    return None
 
 
 def _seed_from_env() -> int:
@@ -347,7 +308,7 @@ def build_report(
     if chart:
         data["charts"].append(chart.name)
     if baseline is not None:
-        data["comparison"] = report.compare(baseline, data, settings()["report"]["baseline_tolerance"])
+        data["comparison"] = compare(baseline, data, settings()["report"]["baseline_tolerance"])
     data["verdict"] = report.verdict(checks, data.get("comparison"))
     data["duration_s"] = round(time.perf_counter() - started, 1)
     data["time"] = timing.totals(checks)
@@ -406,11 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
     try:
         run_seed = _seed_from_env()
-        baseline = _load_baseline(args.baseline)
+        baseline = load_baseline(args.baseline) if args.baseline else None
         if args.data and not args.data.is_dir():
             raise UsageError(f"--data {args.data}: no such folder")
         out = _out_dir(args.out)
-    except UsageError as err:
+    except (UsageError, BaselineError) as err:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     found = probe_gpu()

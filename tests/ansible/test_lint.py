@@ -18,12 +18,13 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=ANSIBLE_DIR, capture_output=True, text=True, env=env, timeout=600)
 
 
-def test_syntax_check() -> None:
-    proc = run(str(BIN / "ansible-playbook"), "--syntax-check", "site.yml")
+@pytest.mark.parametrize("playbook", ["site.yml", "fleet.yml"])
+def test_syntax_check(playbook: str) -> None:
+    proc = run(str(BIN / "ansible-playbook"), "--syntax-check", playbook)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_ansible_lint_production_profile() -> None:
-    proc = run(str(BIN / "ansible-lint"), "--profile", "production", "--offline", "site.yml")
+    proc = run(str(BIN / "ansible-lint"), "--profile", "production", "--offline", "site.yml", "fleet.yml")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Profile 'production' was required, and it passed" in proc.stderr + proc.stdout

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from smoke_tests import report
+from smoke_tests import baseline, report
 
 
 def _check(cid: str, status: str = "passed", **figures: Any) -> dict[str, Any]:
@@ -58,7 +58,7 @@ def test_baseline_flags_regressions_beyond_tolerance_and_fingerprint_changes() -
         [_check("m", fp32=44.0), _check("h", h2d=19.0), _check("w", "failed", acc=0.9), _check("new")],
         fingerprint={"packages": {"keras": "3.16.0"}, "gpus": [{"name": "A"}]},
     )
-    comp = report.compare(old, new, tolerance=0.10)
+    comp = baseline.compare(old, new, tolerance=0.10)
     whats = {(r["check"], r.get("figure")): r["what"] for r in comp["regressions"]}
     assert ("m", "fp32") in whats and "-12.0%" in whats[("m", "fp32")]  # 12% slower > 10%
     assert ("h", "h2d") not in whats  # 5% slower is within tolerance
@@ -76,9 +76,9 @@ def test_lower_is_better_and_improvements() -> None:
     old["checks"][0]["figures"] = {"step_ms": {"value": 10.0, "unit": "ms", "better": "lower"}}
     new = _report([_check("t")])
     new["checks"][0]["figures"] = {"step_ms": {"value": 12.0, "unit": "ms", "better": "lower"}}
-    assert len(report.compare(old, new, 0.1)["regressions"]) == 1
-    assert report.compare(new, old, 0.1)["improvements"][0]["change"] < 0
-    assert report.compare(old, old, 0.1) == {**report.compare(old, old, 0.1), "regressions": []}
+    assert len(baseline.compare(old, new, 0.1)["regressions"]) == 1
+    assert baseline.compare(new, old, 0.1)["improvements"][0]["change"] < 0
+    assert baseline.compare(old, old, 0.1) == {**baseline.compare(old, old, 0.1), "regressions": []}
 
 
 def test_html_has_the_table_banner_and_embedded_plots(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_html_has_the_table_banner_and_embedded_plots(tmp_path: Path) -> None:
 def test_summary_is_one_screen_and_says_no_gpu(tmp_path: Path) -> None:
     checks = [_check(f"c{i}", fp32=float(i)) for i in range(8)] + [_check("bad", "failed")]
     data = _report(checks)
-    data["comparison"] = report.compare(_report(checks), data, 0.1)
+    data["comparison"] = baseline.compare(_report(checks), data, 0.1)
     text = report.summary_text(data, tmp_path)
     lines = text.splitlines()
     assert len(lines) <= 40 and all(len(line) <= 160 for line in lines)

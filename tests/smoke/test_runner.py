@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smoke_tests import report, runner
+from smoke_tests import baseline, runner
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,18 +89,18 @@ NOW = {
 
 @settings(max_examples=300)
 @given(BASELINE)
-def test_any_baseline_is_compared_or_refused_in_one_line(tmp_path_factory, baseline: Any) -> None:
+def test_any_baseline_is_compared_or_refused_in_one_line(tmp_path_factory, given_json: Any) -> None:
     path = tmp_path_factory.mktemp("baseline") / "baseline.json"
     try:
-        path.write_text(json.dumps(baseline))
+        path.write_text(json.dumps(given_json))
     except ValueError:
         return
     try:
-        data = runner._load_baseline(path)
-    except runner.UsageError as err:
+        data = baseline.load_baseline(path)
+    except baseline.BaselineError as err:
         assert "\n" not in str(err)
         return
-    comparison = report.compare(data, NOW, 0.1)
+    comparison = baseline.compare(data, NOW, 0.1)
     assert set(comparison) >= {"regressions", "fingerprint_changed"}
 
 

@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -31,8 +32,8 @@ IMAGE_MANIFEST = Path("/etc/keras-workstation/manifest.json")
 
 
 def environment_fingerprint(backend: str | None = None) -> dict:
-    """Python, packages, lock hash, git revision, CPU, memory, GPUs and their interconnect (through NVML),
-    backend build info."""
+    """Python, OS, kernel, packages (the headline ones and every installed one), lock hash, git revision, CPU,
+    memory, GPUs and their interconnect (through NVML), backend build info."""
     from gpu_doctor import nvml
 
     manifest = _image_manifest()
@@ -41,7 +42,10 @@ def environment_fingerprint(backend: str | None = None) -> dict:
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "platform": platform.platform(),
+        "os": os_release(),
+        "kernel": platform.release(),
         "packages": _package_versions(),
+        "installed": installed_distributions(),
         "keras_backend": backend or active_backend(),
         "lock_sha256": lock_hash() or manifest.get("lock_sha256"),
         "git_revision": git_revision() or manifest.get("git_revision"),
@@ -61,6 +65,24 @@ def _package_versions() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def installed_distributions() -> dict[str, str]:
+    """Every distribution in this environment, name -> version: how a fleet finds a drifted package."""
+    found = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+    return dict(sorted(found.items()))
+
+
+def os_release() -> str | None:
+    """The OS and its version (/etc/os-release PRETTY_NAME), e.g. "Debian GNU/Linux 12 (bookworm)"."""
+    try:
+        return platform.freedesktop_os_release().get("PRETTY_NAME")
+    except OSError:
+        return None
 
 
 def lock_hash(lock: Path | None = None) -> str | None:
