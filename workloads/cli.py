@@ -1,7 +1,8 @@
 """`python -m workloads <workload> [options]` (also the `workloads` console script).
 
 Options are parsed before Keras is imported, so `--backend` can still choose the backend.
-Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 130 Ctrl-C.
+Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 4 out of
+space, 130 Ctrl-C, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -205,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     except errors.WorkloadError as exc:
         print(f"workloads {args.workload}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return exc.exit_code
+    except OSError as exc:  # a file the run could not read or write, outside a run's own handling: one line
+        where = getattr(args, "workload", "")
+        print(f"workloads {where}: error: {errors.os_error_line(exc)}", file=sys.stderr)
+        return errors.os_error_exit(exc)
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
         print(f"workloads {getattr(args, 'workload', '')}: interrupted", file=sys.stderr)  # no traceback
         return errors.EXIT_INTERRUPTED
