@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from gpu_doctor.model import Layer
 from smoke_tests import report, timing, worker
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
+from workloads.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_SPACE,
+    EXIT_OK,
+    EXIT_THRESHOLD_FAILED,
+    NoSpaceError,
+    is_no_space,
+)
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
@@ -124,27 +132,87 @@ def _out_dir(arg: Path | None) -> Path:
     try:
         make_writable_folder(out)
     except OSError as err:
+        if is_no_space(err):
+            raise NoSpaceError(f"--out {out}: cannot write there ({err.strerror})") from None
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
     return out.resolve()
 
 
-def _relay(fd: int) -> threading.Thread:
+@dataclass
+class Relayed:
+    """What the check process sent through its progress pipe: each finished check's record (also appended to
+    results.jsonl, which a full disk can cut short) and the files it could not write."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lost: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _relay(fd: int, relayed: Relayed) -> threading.Thread:
+    """Print the check process's progress lines as they come, and keep what they carry (plugin.py)."""
+
     def pump() -> None:
-        with os.fdopen(fd, "rb", buffering=0) as pipe:
-            for line in iter(pipe.readline, b""):
-                sys.stdout.write(line.decode(errors="replace"))
-                sys.stdout.flush()
+        with os.fdopen(fd, "rb") as pipe:
+            for raw in iter(pipe.readline, b""):
+                try:
+                    message = json.loads(raw)
+                except ValueError:  # the last line of a killed check process, cut short
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if isinstance(message.get("record"), dict):
+                    relayed.records.append(message["record"])
+                if isinstance(message.get("lost"), dict):
+                    relayed.lost.append(message["lost"])
+                _say(str(message.get("text", "")), end="")
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     return thread
 
 
+def _log_pump(fd: int, path: Path, relayed: Relayed) -> threading.Thread:
+    """The check process's output into pytest.log, through this runner rather than straight into the file: a
+    full disk then costs the log (said in `relayed.lost`), never the checks (pytest ends with an internal
+    error when it cannot write its output)."""
+
+    def pump() -> None:
+        log: Any = None
+        try:
+            log = path.open("wb", buffering=0)
+        except OSError as err:
+            relayed.lost.append(_lost(err))
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(1 << 16), b""):
+                if log is None:
+                    continue  # read on: the check process must never block on its output
+                try:
+                    log.write(chunk)
+                except OSError as err:
+                    relayed.lost.append(_lost(OSError(err.errno, err.strerror, str(path))))
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def _say(text: str, file: Any = None, end: str = "\n") -> None:
+    """Print to the terminal, which may be gone (SIGHUP: a closed SSH session): the report is on disk."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=file or sys.stdout, end=end, flush=True)
+
+
 def run_checks(
-    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int
+    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int, relayed: Relayed | None = None
 ) -> tuple[int | None, str]:
-    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note).
-    Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
+    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note); the
+    checks' records arrive in `relayed`. Everything the checks need goes on the child's command line as the
+    plugin's options (--smoke-*)."""
     limits = level_settings(args.level)
     results = out / "results.jsonl"
     results.unlink(missing_ok=True)
@@ -192,16 +260,20 @@ def run_checks(
         cmd.append(f"--smoke-data={args.data.resolve()}")
     if args.select:
         cmd += ["-k", args.select]
-    relay = _relay(read_fd)
-    with (out / "pytest.log").open("w") as log:
-        # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
-        )
-        os.close(write_fd)
-        code, note = _wait(proc, limits["suite_timeout_s"])
-        stop_process_group(proc)  # whatever a check started and left behind
+    relayed = relayed if relayed is not None else Relayed()
+    relay = _relay(read_fd, relayed)
+    log_read, log_write = os.pipe()
+    log = _log_pump(log_read, out / "pytest.log", relayed)
+    # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
+    proc = subprocess.Popen(
+        cmd, stdout=log_write, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
+    )
+    os.close(write_fd)
+    os.close(log_write)
+    code, note = _wait(proc, limits["suite_timeout_s"])
+    stop_process_group(proc)  # whatever a check started and left behind
     relay.join(timeout=5)
+    log.join(timeout=5)
     if code is not None and code < 0:
         code, note = None, f"the check process died (signal {-code}); see pytest.log"
     return code, note
@@ -314,9 +386,10 @@ def build_report(
     started: float,
     timeline: tuple[float, float] | None = None,
     run_seed: int | None = None,
+    not_written: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report; `timeline`: when the run started and the check process was launched (epoch seconds);
-    `run_seed`: the checks' seed (None: the settings')."""
+    `run_seed`: the checks' seed (None: the settings'); `not_written`: files of the run a full disk cost."""
     from smoke_tests import framework_ops
 
     data: dict[str, Any] = {
@@ -331,8 +404,13 @@ def build_report(
         "counts": report.counts(checks),
         "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
         "charts": [],
+        "not_written": list(not_written or []),
     }
-    chart = report.telemetry_chart(checks, out / "telemetry.png")
+    try:
+        chart = report.telemetry_chart(checks, out / "telemetry.png")
+    except OSError as err:
+        chart = None
+        data["not_written"].append(_lost(err))
     if chart:
         data["charts"].append(chart.name)
     if baseline is not None:
@@ -345,12 +423,36 @@ def build_report(
     return data
 
 
-def write_report(out: Path, data: dict[str, Any]) -> None:
-    """report.json and report.html, each written whole or not at all (a reader never sees half of one)."""
+def write_report(out: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """report.json (the smaller, first), then report.html, each written whole or not at all (a reader never
+    sees half of one); what could not be written (a full disk), as `_lost` entries."""
+    lost = []
     text = json.dumps(data, indent=1, default=str)
-    atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
+    try:
+        atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        lost.append(_lost(err))
     page = report.render_html(data, out)
-    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    try:
+        atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    except OSError as err:
+        lost.append(_lost(err))
+    return lost
+
+
+def _lost(err: OSError) -> dict[str, Any]:
+    """A file that could not be written, for the report and the last line (plugin.py sends the same)."""
+    return {"file": str(err.filename), "errno": err.errno, "error": err.strerror or str(err)}
+
+
+def _lost_exit(out: Path, lost: list[dict[str, Any]]) -> int:
+    """The one line about the files a run could not write, and its exit code (4 for a full disk)."""
+    full = any(is_no_space(OSError(entry.get("errno"), "")) for entry in lost)
+    names = ", ".join(dict.fromkeys(os.path.relpath(str(entry["file"]), out) for entry in lost))
+    why = "out of space" if full else lost[0]["error"]
+    _say(f"smoke_tests: error: {why}: could not write {names} in {out} (the summary above is this run's; "
+         "free some space and run again)", file=sys.stderr)  # fmt: skip
+    return EXIT_NO_SPACE if full else EXIT_BAD_INPUT
 
 
 def probe_gpu() -> Diagnosis:
@@ -397,9 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.data and not args.data.is_dir():
             raise UsageError(f"--data {args.data}: no such folder")
         out = _out_dir(args.out)
-    except UsageError as err:
+    except (UsageError, NoSpaceError) as err:
         print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return getattr(err, "exit_code", EXIT_BAD_INPUT)
     found = probe_gpu()
     system, diagnosis = found.nvml, found.to_dict()
     print(f"smoke tests ({args.level}) -> {out}")
@@ -410,12 +512,13 @@ def main(argv: list[str] | None = None) -> int:
     if note := _gpu_note(found):
         print(f"  note: {note}")
     launched = time.time()
+    relayed = Relayed()
     if STOP.signum is None:
-        code, note = run_checks(out, args, require_gpu, run_seed)
+        code, note = run_checks(out, args, require_gpu, run_seed, relayed)
     else:
         code, note = None, STOP.note(started=False)
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
-    checks = read_results(out)
+    checks = max(relayed.records, read_results(out), key=len)  # the pipe's, unless a full disk cut the file
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
         system = json.loads((out / "system.json").read_text())
     with contextlib.suppress(OSError, ValueError):
@@ -432,12 +535,16 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
-                        (started_epoch, launched), run_seed)  # fmt: skip
+                        (started_epoch, launched), run_seed, relayed.lost)  # fmt: skip
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"
-    write_report(out, data)
-    print(report.summary_text(data, out))
+    lost = [*data["not_written"], *write_report(out, data)]
+    _say(report.summary_text(data, out))
+    if lost:
+        if any(entry["file"] == str(out / "report.json") for entry in lost):
+            _say(report.figures_text(data))  # report.json did not fit: every figure goes to the terminal
+        return _lost_exit(out, lost)
     if interrupted:
         return 128 + STOP.signum
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.

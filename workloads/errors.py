@@ -20,6 +20,12 @@ class InputError(WorkloadError):
     """Bad user input: a missing or malformed dataset, an unknown option value, an unwritable directory."""
 
 
+class NoSpaceError(WorkloadError):
+    """The disk or quota filled up: the run's figures went to the terminal, and what fitted was written."""
+
+    exit_code = EXIT_NO_SPACE
+
+
 class DivergedError(WorkloadError):
     """Training produced a NaN or infinite loss; what was written so far is kept."""
 
