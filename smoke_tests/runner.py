@@ -27,7 +27,8 @@ from typing import Any
 from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
-from smoke_tests import report, timing, worker
+from gpu_doctor.safe_read import read_bytes
+from smoke_tests import lifeline, report, timing, worker
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import (
@@ -36,10 +37,13 @@ from workloads.errors import (
     EXIT_OK,
     EXIT_THRESHOLD_FAILED,
     NoSpaceError,
+    WorkloadError,
     is_no_space,
 )
+from workloads.locks import lock_folder
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+MAX_BASELINE_BYTES = 256 << 20  # a report.json with every telemetry sample is a few megabytes
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
 
 
@@ -81,8 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _load_baseline(path: Path | None) -> dict[str, Any] | None:
     if path is None:
         return None
-    try:
-        data = json.loads(path.read_text())
+    try:  # bounded: a FIFO or /dev/zero given as the baseline is refused, never waited on
+        data = json.loads(read_bytes(path, max_bytes=MAX_BASELINE_BYTES, timeout_s=10))
     except OSError as err:
         raise UsageError(f"--baseline {path}: cannot read it ({err.strerror})") from None
     except (ValueError, RecursionError) as err:
@@ -135,6 +139,7 @@ def _out_dir(arg: Path | None) -> Path:
         if is_no_space(err):
             raise NoSpaceError(f"--out {out}: cannot write there ({err.strerror})") from None
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    lock_folder(out, "--out")  # two runs into one folder would mix their reports: the second is refused
     return out.resolve()
 
 
@@ -265,9 +270,9 @@ def run_checks(
     log_read, log_write = os.pipe()
     log = _log_pump(log_read, out / "pytest.log", relayed)
     # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
-    proc = subprocess.Popen(
-        cmd, stdout=log_write, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
-    )
+    # Through the lifeline: it dies with this runner however the runner ends (SIGKILL, a closed terminal).
+    proc = subprocess.Popen(lifeline.command(cmd), stdout=log_write, stderr=subprocess.STDOUT, env=env,
+                            pass_fds=(write_fd,), process_group=0)  # fmt: skip
     os.close(write_fd)
     os.close(log_write)
     code, note = _wait(proc, limits["suite_timeout_s"])
@@ -280,23 +285,41 @@ def run_checks(
 
 
 # --- signals and the check process ------------------------------------------------------------------------
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C; kill, docker stop; a closed terminal
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by a stop signal while the runner prepares (settings, the GPU probe), so
+    that nothing it is doing there, a read that blocks included, keeps it from stopping."""
+
+
 class StopRequest:
-    """SIGINT and SIGTERM are recorded here and acted on where the runner can do it cleanly: the check
-    process group is stopped, and the report (marked interrupted) is written all the same."""
+    """SIGINT, SIGTERM and SIGHUP are recorded here. Before the checks start they stop the runner at once
+    (Stopped); from then on the runner acts on them where it can do it cleanly: the check process group is
+    stopped, and the report (marked interrupted) is written all the same."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.deferred = False
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        self.signum, self.deferred = None, False
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._record)
+
+    def defer(self) -> None:
+        """From now on a signal is only recorded: the runner's own loop looks for it (run_checks' _wait)."""
+        self.deferred = True
 
     def _record(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
             # os.write: a print here could land inside another print of the main thread (reentrant I/O)
             message = f"\nsmoke_tests: {self.name} received: stopping the checks, writing the report\n"
-            os.write(2, message.encode())
+            with contextlib.suppress(OSError):  # no terminal any more (SIGHUP)
+                os.write(2, message.encode())
+            if not self.deferred:
+                raise Stopped
 
     @property
     def name(self) -> str:
@@ -461,11 +484,23 @@ def probe_gpu() -> Diagnosis:
     try:
         return diagnose(ask_framework=False, ask_compute=False)
     except Exception as err:  # diagnose() guards every probe; this is the last line of defence
-        layer = Layer("hardware").broken(f"the GPU diagnosis failed: {type(err).__name__}: {err}",
-                                          "python -m smoke_tests doctor --json")  # fmt: skip
-        return Diagnosis(
-            layers=[layer], gpu_found=True, nvml={"available": False, "reason": layer.cause, "gpus": []}
-        )
+        return _failed_probe(f"the GPU diagnosis failed: {type(err).__name__}: {err}")
+
+
+def _failed_probe(cause: str) -> Diagnosis:
+    layer = Layer("hardware").broken(cause, "python -m smoke_tests doctor --json")
+    return Diagnosis(layers=[layer], gpu_found=True, nvml={"available": False, "reason": cause, "gpus": []})
+
+
+def probe_gpu_in_background() -> Diagnosis:
+    """probe_gpu in a helper thread, the main thread waiting in short steps: a wedged driver can hold a probe
+    inside a C call that no signal interrupts, and Ctrl-C, SIGTERM or SIGHUP must still stop the run."""
+    found: list[Diagnosis] = []
+    prober = threading.Thread(target=lambda: found.append(probe_gpu()), name="gpu-probe", daemon=True)
+    prober.start()
+    while prober.is_alive():
+        prober.join(0.1)
+    return found[0] if found else _failed_probe("the GPU diagnosis ended without an answer")
 
 
 def _gpu_note(found: Diagnosis) -> str | None:
@@ -486,31 +521,38 @@ def main(argv: list[str] | None = None) -> int:
     started, started_epoch = time.perf_counter(), time.time()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parse_args(argv)
-    STOP.install()
-    try:
-        level_settings(args.level)
-    except ValueError as err:
-        print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    out: Path | None = None
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
+    system: dict[str, Any] = {"available": False, "reason": "the GPU probe was interrupted", "gpus": []}
+    diagnosis: dict[str, Any] = {}
     try:
-        run_seed = _seed_from_env()
-        baseline = _load_baseline(args.baseline)
-        if args.data and not args.data.is_dir():
-            raise UsageError(f"--data {args.data}: no such folder")
-        out = _out_dir(args.out)
-    except (UsageError, NoSpaceError) as err:
-        print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", EXIT_BAD_INPUT)
-    found = probe_gpu()
-    system, diagnosis = found.nvml, found.to_dict()
-    print(f"smoke tests ({args.level}) -> {out}")
-    if found.staged_root:
-        print(
-            f"  !! staged root {found.staged_root} (test hook GPU_DOCTOR_ROOT): not this machine's hardware"
-        )
-    if note := _gpu_note(found):
-        print(f"  note: {note}")
+        STOP.install()  # before the checks start, a stop signal ends the runner at once (Stopped)
+        try:
+            level_settings(args.level)  # the settings file, checked (SettingsError is a ValueError)
+            run_seed = _seed_from_env()
+            baseline = _load_baseline(args.baseline)
+            if args.data and not args.data.is_dir():
+                raise UsageError(f"--data {args.data}: no such folder")
+            out = _out_dir(args.out)
+        except (ValueError, UsageError, WorkloadError) as err:
+            _say(f"smoke_tests: error: {err}", file=sys.stderr)
+            return getattr(err, "exit_code", EXIT_BAD_INPUT)
+        found = probe_gpu_in_background()
+        system, diagnosis = found.nvml, found.to_dict()
+        _say(f"smoke tests ({args.level}) -> {out}")
+        if found.staged_root:
+            hook = "(test hook GPU_DOCTOR_ROOT): not this machine's hardware"
+            _say(f"  !! staged root {found.staged_root} {hook}")
+        if note := _gpu_note(found):
+            _say(f"  note: {note}")
+        STOP.defer()
+    except Stopped:
+        STOP.defer()
+        if out is None:  # no report folder yet: nothing to write
+            _say(
+                f"smoke_tests: interrupted by {STOP.name} before the report folder was made", file=sys.stderr
+            )
+            return 128 + (STOP.signum or 0)
     launched = time.time()
     relayed = Relayed()
     if STOP.signum is None:
@@ -546,10 +588,10 @@ def main(argv: list[str] | None = None) -> int:
             _say(report.figures_text(data))  # report.json did not fit: every figure goes to the terminal
         return _lost_exit(out, lost)
     if interrupted:
-        return 128 + STOP.signum
+        return 128 + (STOP.signum or 0)
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.
     if code in (2, 3, 4, 5):
-        print(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
-              file=sys.stderr)  # fmt: skip
+        _say(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
+             file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
     return EXIT_OK if data["verdict"] == "PASSED" else EXIT_THRESHOLD_FAILED
