@@ -162,3 +162,19 @@ def test_the_runner_hands_its_settings_to_the_checks_as_options(tmp_path: Path) 
     if not data["gpu"]["available"]:  # the check process saw --smoke-require-gpu: no GPU is a failure
         assert proc.returncode == 1 and gpu_found["status"] == "failed", proc.stdout[-2000:]
         assert "REQUIRE_GPU=1" in gpu_found["message"]
+
+
+def test_a_report_folder_in_use_is_refused(tmp_path: Path) -> None:
+    """Two smoke runs into one --out once merged their reports; the folder is locked, as the workloads' is."""
+    from workloads.locks import lock_folder, unlock_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock_folder(out, "--out")  # another run holds it: this process
+    try:
+        proc = _run("-k", "gpu_found", "--out", str(out))
+    finally:
+        unlock_folder(out)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "another process is using it" in proc.stderr, proc.stderr
+    assert not (out / "report.json").exists()

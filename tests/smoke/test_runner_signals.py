@@ -1,6 +1,7 @@
-"""`python -m smoke_tests` stopped by SIGINT (Ctrl-C) or SIGTERM (docker stop, systemctl stop, kill): the
-report is still written, marked interrupted, with the checks that finished; no process is left behind (the
-pytest child and the workloads it runs are stopped as a group)."""
+"""`python -m smoke_tests` stopped by SIGINT (Ctrl-C), SIGTERM (docker stop, systemctl stop, kill) or SIGHUP
+(a closed terminal): the report is still written, marked interrupted, with the checks that finished; no
+process is left behind (the pytest child and the workloads it runs are stopped as a group), not even when
+the runner itself is killed with SIGKILL (they die with their parent)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,35 @@ def processes_using(out: Path) -> list[str]:
         if str(out) in cmdline and state != "Z":
             found.append(f"{pid}: {cmdline[:200]}")
     return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` (children, grandchildren, ...)."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
 
 
 class Run:
@@ -116,3 +146,75 @@ def test_a_signal_during_a_workload_stops_it_and_keeps_its_result(tmp_path: Path
     results = list((out / "workloads").glob("*/result.json"))
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in results}
     assert statuses.get("moons") == "interrupted", (statuses, report["checks"][-1])
+
+
+# --- The runner killed, or its terminal closed: nothing left behind ---------------------------------------
+@pytest.mark.parametrize("isolation", ["worker", "subprocess"])
+def test_sigkill_of_the_runner_leaves_no_check_process_or_workload(tmp_path: Path, isolation: str) -> None:
+    """Nothing runs after SIGKILL in the runner: its check process, and the workload that process runs, die
+    with it (the parent-death signal), the workload ending like Ctrl-C with its result written."""
+    out = tmp_path / "report"
+    run = Run(out, "-k", "workload and moons", "--isolation", isolation)
+    log = out / "workloads" / "moons.log"
+    run.wait_for(lambda: log.is_file() and "Epoch 5/" in log.read_text(), "moons training")
+    below = descendants(run.proc.pid)  # the check process, the worker or the workload's interpreter
+    assert len(below) >= 2, below
+    run.proc.kill()
+    finished = "Epoch 100/100" in log.read_text()
+    run.proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while (left := alive(below) | set(processes_using(out))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left behind after SIGKILL of the runner ({isolation}): {left}"
+    result = json.loads((out / "workloads" / "moons" / "result.json").read_text())
+    assert finished or result["status"] == "interrupted", result["status"]
+
+
+def test_a_closed_terminal_stops_the_run_with_a_report(tmp_path: Path) -> None:
+    """An SSH session that drops: the terminal hangs up (SIGHUP to the runner, and its writes fail with EIO).
+    The run ends like SIGTERM: checks stopped, report written and marked interrupted, exit 129."""
+    import pty
+    import select
+
+    out = tmp_path / "report"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the runner, the pty its controlling terminal
+        os.chdir(REPO)
+        os.environ["PYTHONUNBUFFERED"] = "1"
+        argv = [sys.executable, "-m", "smoke_tests", "--out", str(out), "-k", "workload and moons"]
+        os.execv(sys.executable, argv)
+    shown: list[bytes] = []
+    closing = threading.Event()
+
+    def drain() -> None:  # the terminal shows what the runner prints, until it is closed
+        while not closing.is_set():
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    shown.append(os.read(fd, 65536))
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    log = out / "workloads" / "moons.log"
+    deadline = time.monotonic() + 600
+    while not (log.is_file() and "Epoch 5/" in log.read_text()):
+        assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0), b"".join(shown)[-3000:]
+        time.sleep(0.1)
+    closing.set()
+    reader.join()
+    os.close(fd)  # the terminal goes away
+    deadline = time.monotonic() + 120
+    while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the runner did not end after its terminal closed")
+        time.sleep(0.2)
+    assert os.waitstatus_to_exitcode(status[1]) == 128 + signal.SIGHUP, b"".join(shown)[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] == "SIGHUP" and report["verdict"] == "INTERRUPTED"
+    assert "INTERRUPTED" in (out / "report.html").read_text()
+    deadline = time.monotonic() + 10
+    while (left := processes_using(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left behind after the terminal closed: {left}"
