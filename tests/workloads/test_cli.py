@@ -183,9 +183,12 @@ def test_ctrl_c_while_the_backend_is_imported_is_one_line(tmp_path, delay):
     assert "Traceback" not in err, err[-3000:]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_an_interrupted_moons_run_keeps_its_result_and_does_not_suggest_resume(tmp_path, sig):
-    """moons has no checkpoint, so no --resume; SIGTERM (docker stop, systemctl stop) acts like Ctrl-C."""
+    """moons has no checkpoint, so no --resume; SIGTERM (docker stop, systemctl stop) and SIGHUP (a closed
+    terminal) act like Ctrl-C."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out", str(out)],
@@ -208,3 +211,34 @@ def test_one_training_image_is_refused_before_quick_trains(tmp_path):
     d = make_idx_dir(tmp_path / "d", n_train=1)
     proc = run_workloads("mnist", "--quick", "--data", str(d), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "1 image(s); the workloads need at least 100 training images")
+
+
+def test_a_closed_terminal_keeps_the_result(tmp_path):
+    """An SSH session that drops: SIGHUP, and every later write to the terminal fails (EIO). The run ends
+    like Ctrl-C with its result written, and the failed writes cost nothing (it once died with no result)."""
+    import pty
+    import select
+
+    out = tmp_path / "run"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the run, the pty its controlling terminal
+        os.chdir(REPO)
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.execv(sys.executable, [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out",
+                                  str(out)])  # fmt: skip
+    shown = b""
+    deadline = time.monotonic() + 300
+    while b"Epoch 3/" not in shown:
+        assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0), shown[-3000:]
+        if select.select([fd], [], [], 0.2)[0]:
+            shown += os.read(fd, 65536)
+    os.close(fd)  # the terminal goes away
+    deadline = time.monotonic() + 120
+    while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the run did not end after its terminal closed")
+        time.sleep(0.2)
+    assert os.waitstatus_to_exitcode(status[1]) == EXIT_INTERRUPTED
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["history"]["loss"], result["message"]
