@@ -110,7 +110,7 @@ def default_out_dir(workload: str) -> Path:
 
 
 # What a run leaves in its folder; a second run into the same folder would mix its files with these.
-RUN_FILES = ("result.json", "checkpoint.keras", "state.json")
+RUN_FILES = ("result.json", "checkpoint.keras", "checkpoint.next.keras", "state.json")
 
 
 def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
@@ -178,9 +178,10 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
 
 def interrupted_message(out_dir: Path) -> str:
     """Suggest --resume only where it works: a run that has written a checkpoint (only mnist does)."""
-    from workloads.training.recorder import CHECKPOINT, STATE
+    from workloads.training.recorder import CHECKPOINT, NEXT_CHECKPOINT, STATE
 
-    if (out_dir / CHECKPOINT).is_file() and (out_dir / STATE).is_file():
+    saved = (out_dir / CHECKPOINT).is_file() or (out_dir / NEXT_CHECKPOINT).is_file()
+    if saved and (out_dir / STATE).is_file():
         return f"interrupted: history and the last checkpoint are kept; continue with --resume {out_dir}"
     return "interrupted: the history so far is kept (no checkpoint was written, so it cannot be resumed)"
 
