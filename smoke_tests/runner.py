@@ -529,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         STOP.install()  # before the checks start, a stop signal ends the runner at once (Stopped)
         try:
             level_settings(args.level)  # the settings file, checked (SettingsError is a ValueError)
+            if args.isolation not in worker.ISOLATIONS:  # argparse checks only a value given as --isolation
+                choices = ", ".join(worker.ISOLATIONS)
+                raise UsageError(f"SMOKE_ISOLATION={args.isolation[:40]!r}: not one of {choices}")
             run_seed = _seed_from_env()
             baseline = _load_baseline(args.baseline)
             if args.data and not args.data.is_dir():

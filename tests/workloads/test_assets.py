@@ -532,3 +532,15 @@ def _commit_without_undo(home: Path, staging: Path, moves: list, what: str = "")
     """The renames as a killed process leaves them: no undo, no clean-up."""
     for staged, target in moves:
         os.replace(staging / staged, home / target)
+
+
+@pytest.mark.parametrize("what", ["fifo", "device"])
+def test_a_bundle_that_is_no_file_is_refused_at_once(tmp_path, what):
+    """A FIFO given as the archive blocked the install forever (no writer ever comes)."""
+    if what == "fifo":
+        archive = tmp_path / "bundle.tar"
+        os.mkfifo(archive)
+    else:
+        archive = Path("/dev/zero")
+    with pytest.raises(InputError, match="not a folder or a regular file"):
+        assets.install(archive, tmp_path / "home")

@@ -252,6 +252,8 @@ def install(source: Path, home: Path | None = None, table: dict | None = None) -
     home = Path(home) if home is not None else keras_home()
     if not source.exists():
         raise InputError(f"{source}: no such bundle (folder or .tar)")
+    if not source.is_dir() and not source.is_file():  # a FIFO or a device would be read forever
+        raise InputError(f"{source}: not a folder or a regular file (a bundle is a folder or a .tar)")
     try:
         home.mkdir(parents=True, exist_ok=True)
         if not home.is_dir():
