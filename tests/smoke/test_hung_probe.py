@@ -1,8 +1,6 @@
-"""A GPU probe that never returns (a wedged driver holding it inside a C call) and a settings file that is
-not one: Ctrl-C, SIGTERM or SIGHUP still end `python -m smoke_tests` within seconds, with a report marked
-interrupted; SMOKE_SETTINGS that is missing, a FIFO, /dev/zero, of the wrong types or with a negative
-time-out is one line and exit 2 before anything runs. The runner once printed "SIGTERM received: stopping"
-and ran on; only SIGKILL stopped it, with no report."""
+"""A GPU probe that never returns (a wedged driver holding it inside a C call): Ctrl-C, SIGTERM or SIGHUP
+still end `python -m smoke_tests` within seconds, with a report marked interrupted. The runner once printed
+"SIGTERM received: stopping" and ran on; only SIGKILL stopped it, with no report."""
 
 from __future__ import annotations
 
@@ -69,47 +67,3 @@ def test_a_signal_stops_a_runner_whose_gpu_probe_hangs(tmp_path: Path, sig: int)
     assert report["interrupted"] == name and report["verdict"] == "INTERRUPTED"
     (suite,) = [c for c in report["checks"] if c["id"] == "suite"]
     assert f"interrupted by {name} before the checks started" in suite["message"]
-
-
-def settings_case(tmp_path: Path, case: str) -> str:
-    if case == "missing":
-        return str(tmp_path / "nope.toml")
-    if case == "fifo":
-        os.mkfifo(tmp_path / "settings.toml")
-        return str(tmp_path / "settings.toml")
-    if case == "dev-zero":
-        return "/dev/zero"
-    text = (REPO / "smoke_tests" / "settings.toml").read_text()
-    edits = {
-        "negative-timeout": ("check_timeout_s = 300", "check_timeout_s = -5"),
-        "zero-suite-timeout": ("suite_timeout_s = 1200", "suite_timeout_s = 0"),
-        "text-for-a-number": ("repeats = 3", 'repeats = "three"'),
-        "number-for-a-list": ('workload_args = ["--quick"]', "workload_args = 3"),
-        "missing-key": ("baseline_tolerance = 0.10\n", ""),
-        "unknown-key": ("repeats = 3", "repeats = 3\nrepeat = 4"),
-        "not-toml": ("[report]", "[report"),
-    }
-    old, new = edits[case]
-    assert old in text, old
-    (tmp_path / "settings.toml").write_text(text.replace(old, new, 1))
-    return str(tmp_path / "settings.toml")
-
-
-@pytest.mark.parametrize(
-    ("case", "words"),
-    [("missing", "cannot read it (No such file"), ("fifo", "a FIFO, not a regular file"),
-     ("dev-zero", "a character device"), ("negative-timeout", "check_timeout_s must be positive, not -5"),
-     ("zero-suite-timeout", "suite_timeout_s must be positive"),
-     ("text-for-a-number", "must be a whole number"),
-     ("number-for-a-list", "must be a list"), ("missing-key", "report lacks baseline_tolerance"),
-     ("unknown-key", "unknown setting(s) repeat"), ("not-toml", "not valid TOML")],
-)  # fmt: skip
-def test_a_bad_settings_file_is_one_line_before_anything_runs(tmp_path: Path, case: str, words: str) -> None:
-    env = {**os.environ, "SMOKE_SETTINGS": settings_case(tmp_path, case)}
-    out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "smoke_tests", "--out", str(out)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert f"SMOKE_SETTINGS={env['SMOKE_SETTINGS']}" in proc.stderr and words in proc.stderr, proc.stderr
-    assert not out.exists(), "nothing ran"
