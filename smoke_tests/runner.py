@@ -373,7 +373,11 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(errors="replace").splitlines():
+    try:
+        text = _read_back(path).decode(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
             if isinstance(record, dict):
@@ -381,10 +385,16 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _read_back(path: Path) -> bytes:
+    """A file the check process wrote into the report folder, read so that nothing found there instead (a
+    FIFO, a device) can hold the runner after a signal (gpu_doctor.safe_read)."""
+    return read_bytes(path, max_bytes=MAX_BASELINE_BYTES, timeout_s=10)
+
+
 def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict[str, Any]:
     """The workloads' environment fingerprint (taken in the check process), plus this run's settings."""
     try:
-        fp = json.loads((out / "fingerprint.json").read_text())
+        fp = json.loads(_read_back(out / "fingerprint.json"))
     except (OSError, ValueError):
         from workloads.harness.fingerprint import environment_fingerprint
 
@@ -565,9 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
     checks = max(relayed.records, read_results(out), key=len)  # the pipe's, unless a full disk cut the file
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
-        system = json.loads((out / "system.json").read_text())
+        system = json.loads(_read_back(out / "system.json"))
     with contextlib.suppress(OSError, ValueError):
-        diagnosis = json.loads((out / "diagnosis.json").read_text())
+        diagnosis = json.loads(_read_back(out / "diagnosis.json"))
     if note:
         checks.append(
             {
