@@ -364,7 +364,8 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
             except (ProcessLookupError, PermissionError):
                 return
             time.sleep(0.1)
-    proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a process stuck in the kernel (a wedged driver)
+        proc.wait(timeout=1)  # ignores even SIGKILL: the report is written without waiting for it
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
