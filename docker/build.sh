@@ -30,7 +30,9 @@ else
     exit 2
 fi
 
-build_args=(--build-arg "VARIANT=$variant" --build-arg "UV_VERSION=$uv_version")
+# The variant's extras: the GPU set or the CPU set (gpu_doctor/rules.toml [extras], standard library only).
+extras=$(python3 gpu_doctor/rules.py extras --set "$variant" | sed 's/[^ ][^ ]*/--extra &/g')
+build_args=(--build-arg "VARIANT=$variant" --build-arg "UV_VERSION=$uv_version" --build-arg "EXTRAS=$extras")
 git_rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 [[ $git_rev != unknown && -n $(git status --porcelain -- docker workloads smoke_tests gpu_doctor notebooks pyproject.toml uv.lock 2>/dev/null) ]] &&
     git_rev+="-dirty"
@@ -54,7 +56,7 @@ context_hash=$(
         find docker workloads smoke_tests gpu_doctor notebooks pyproject.toml uv.lock README.md .dockerignore -type f \
             ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*/.ipynb_checkpoints/*' -print0 2>/dev/null |
             sort -z | xargs -0 sha256sum
-        echo "$variant $base $uv_version"
+        echo "$variant $base $uv_version $extras"
     } | sha256sum | cut -c1-16
 )
 

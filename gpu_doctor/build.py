@@ -5,11 +5,15 @@ without importing the framework (``installed_build``), or asked of the imported 
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from gpu_doctor import rules
+from gpu_doctor import environment, rules
 
 _REQUIREMENT = re.compile(r"^\s*(nvidia-[A-Za-z0-9_.-]+)\s*(?:\[[^\]]*\])?\s*([^;]*)(?:;(.*))?$")
 
@@ -31,7 +35,7 @@ class Build:
     cudnn: str | None = None
     archs: list[str] = field(default_factory=list)  # sm_/compute_ it carries; [] unknown
     requirements: list[Requirement] = field(default_factory=list)  # the nvidia-* wheels it needs
-    install_gpu: str = ""
+    install_gpu: str = ""  # the command that installs its GPU libraries here (gpu_doctor.environment)
     source: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,17 +68,20 @@ def _requirements(metadata: Any, package: str, extra: str) -> list[Requirement]:
     return found
 
 
-def installed_build(framework: str, metadata: Any) -> Build:
-    """The build facts of the installed ``framework`` (tensorflow, jax, torch): metadata and rules only."""
+def installed_build(
+    framework: str, metadata: Any, prefix: Path | None = None, env: Mapping[str, str] | None = None
+) -> Build:
+    """The build facts of the installed ``framework`` (tensorflow, jax, torch): metadata and rules only.
+    ``prefix`` and ``env``: the Python environment it is installed in (default: this one), which decides the
+    command that installs its GPU libraries (gpu_doctor.environment)."""
     entry = rules.framework_rules(framework)
-    build = Build(framework, install_gpu=entry.get("install_gpu", ""))
+    build = Build(framework)
     if framework == "tensorflow":
         build.version = metadata.version("tensorflow")
         if build.version is None and metadata.version("tensorflow-cpu"):
             build.version, build.gpu_capable = metadata.version("tensorflow-cpu"), False
             build.cpu_only_reason = "tensorflow-cpu is installed: a CPU-only build"
         entry = rules.framework_rules("tensorflow", build.version)
-        build.install_gpu = entry.get("install_gpu", build.install_gpu)
         build.cuda, build.cudnn, build.archs = (
             entry.get("cuda"),
             entry.get("cudnn"),
@@ -115,6 +122,9 @@ def installed_build(framework: str, metadata: Any) -> Build:
                     f"{local.group(1)}.{local.group(2)}" if local else _runtime_cuda(build.requirements)
                 )
             build.source = f"torch {build.version} metadata"
+    build.install_gpu = environment.install_gpu(
+        framework, build.version, prefix or Path(sys.prefix), os.environ if env is None else env
+    )
     return build
 
 
@@ -164,3 +174,34 @@ def framework_build_info(framework: str, import_module: Any) -> dict[str, Any] |
                 "archs": torch.cuda.get_arch_list(),
             }
     return None
+
+
+def gpu_capabilities(diagnosis: dict[str, Any]) -> list[str]:
+    """Each GPU's compute capability ("12.0"), from NVML or the CUDA driver, in a diagnosis's to_dict()."""
+    found = [g.get("compute_capability") for g in (diagnosis.get("nvml") or {}).get("gpus", [])]
+    for layer in diagnosis.get("layers", []):
+        if layer.get("name") == "cuda_driver":
+            found += [d.get("compute_capability") for d in (layer.get("facts") or {}).get("devices", [])]
+    return sorted({c for c in found if isinstance(c, str) and c[:1].isdigit()})
+
+
+def gpu_backend(
+    requested: str | None, metadata: Any, capabilities: list[str]
+) -> tuple[str | None, str | None]:
+    """The Keras backend for a GPU run, and why when it is not the one asked for: the user's KERAS_BACKEND
+    stands; otherwise TensorFlow, unless its build is reported broken on a GPU here (compute capability 12.x,
+    10.x: rules.toml [[known_broken]]) and the lock's JAX with its CUDA plugin is installed: then JAX."""
+    if requested:
+        return requested, None
+    tf = installed_build("tensorflow", metadata)
+    broken = [
+        cc for cc in capabilities if tf.version and rules.known_broken("tensorflow", tf.version, cc, tf.archs)
+    ]
+    jax = installed_build("jax", metadata)
+    if not broken or not jax.gpu_capable:
+        return None, None  # the default; the doctor's framework layer says why a broken build fails
+    return "jax", (
+        f"TensorFlow {tf.version}'s wheels cannot run on compute capability {', '.join(broken)} "
+        f"(gpu_doctor/rules.toml [[known_broken]]): the GPU checks and workloads run on JAX {jax.version} "
+        f"({jax.source}) from uv.lock instead"
+    )

@@ -56,7 +56,6 @@ def main(
 ) -> int:
     """``boundary``: where to probe (default: this machine, or the GPU_DOCTOR_ROOT test hook's tree)."""
     args = parse_args(argv, prog)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         result = diagnose(
             boundary, args.backend, ask_framework=not args.lower_only, ask_compute=not args.no_compute

@@ -1,5 +1,6 @@
-"""Run the layers bottom-up and stop at the first broken one. No probe can crash the diagnosis: an unexpected
-exception inside a probe makes that layer BROKEN with the exception's text."""
+"""Run the layers bottom-up and stop at the first broken one (the health layer's faults do not stop the layers
+above, and the container layer always runs: see gpu_doctor.model). No probe can crash the diagnosis: an
+unexpected exception inside a probe makes that layer BROKEN with the exception's text."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import os
 import time
 from collections.abc import Callable
 
-from gpu_doctor import cuda, framework, hardware, libraries, nvml
+from gpu_doctor import containers, cuda, framework, hardware, libraries, nvml
 from gpu_doctor.build import installed_build
 from gpu_doctor.context import Context
-from gpu_doctor.model import BROKEN, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
+from gpu_doctor.model import ALWAYS_RUN, BROKEN, INDEPENDENT, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
 from gpu_doctor.safe_read import READ_TIMEOUT_S
 from gpu_doctor.system import Boundary, current
 from workloads.training.backend import BACKENDS, DEFAULT_BACKEND
@@ -20,12 +21,13 @@ PROBES: dict[str, Callable[[Context], Layer]] = {
     "kernel_module": hardware.kernel_module,
     "device_nodes": hardware.device_nodes,
     "nvml": nvml.nvml_layer,
+    "health": nvml.health_layer,
     "cuda_driver": cuda.cuda_layer,
     "cuda_libraries": libraries.libraries_layer,
     "memory": nvml.memory_layer,
     "framework": framework.framework_layer,
     "compute": framework.compute_layer,
-    "health": nvml.health_layer,
+    "containers": containers.containers_layer,
 }
 
 
@@ -51,12 +53,13 @@ def diagnose(
     started = time.perf_counter()
     b = boundary or current()
     name = backend_name(backend, dict(b.env))
-    ctx = Context(b, name, installed_build(name, b.metadata), ask_framework, ask_compute and ask_framework)
+    build = installed_build(name, b.metadata, b.prefix, b.env)
+    ctx = Context(b, name, build, ask_framework, ask_compute and ask_framework)
     layers: list[Layer] = []
     broken: Layer | None = None
     gpu_found = True
     for key, title in LAYERS:
-        if broken is not None:
+        if broken is not None and key not in ALWAYS_RUN:
             layer = Layer(key, NOT_CHECKED, summary=f"the {broken.title} layer below is broken")
         elif not gpu_found:
             layer = Layer(key, NA, summary="no NVIDIA GPU")
@@ -71,7 +74,7 @@ def diagnose(
             if key == "hardware" and layer.status == NA:
                 gpu_found = False
         layers.append(layer)
-        if layer.status == BROKEN and broken is None:
+        if layer.status == BROKEN and broken is None and key not in INDEPENDENT:
             broken = layer
     if b.stalls:  # a wedged driver or device: what the layers read of it is missing, so say so first
         stall = (

@@ -7,13 +7,12 @@ import os
 import re
 from typing import Any
 
+from gpu_doctor import rules
 from gpu_doctor.context import Context
 from gpu_doctor.cuda import RECOMMENDED_BRANCH
 from gpu_doctor.model import NA, OK, Layer
 from gpu_doctor.system import Boundary
 
-NVIDIA_VENDOR = "0x10de"
-DISPLAY_CLASS = "0x03"  # PCI base class 03: display controller (VGA 0x0300, 3D 0x0302)
 # The efivars variable of the Secure Boot state: 4 bytes of attributes, then 1 = enabled.
 SECURE_BOOT_VAR = "sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 # The main module file: nvidia.ko (NVIDIA's installer, Ubuntu) or nvidia-current.ko (Debian), or compressed.
@@ -30,8 +29,7 @@ def pci_gpus(b: Boundary) -> list[dict[str, Any]] | None:
         return None
     found = []
     for dev in devices:
-        vendor, cls = b.read(dev / "vendor"), b.read(dev / "class")
-        if (vendor or "").lower() != NVIDIA_VENDOR or not (cls or "").startswith(DISPLAY_CLASS):
+        if not rules.is_nvidia_gpu(b.read(dev / "vendor"), b.read(dev / "class")):  # the Makefile's rule too
             continue
         try:
             driver = os.path.basename(os.readlink(dev / "driver"))
@@ -134,6 +132,7 @@ def kernel_module(ctx: Context) -> Layer:
         layer.summary = "WSL2: the Windows driver serves the GPU, there is no Linux kernel module"
         return layer
     version, flavour = _module_version(b)
+    ctx.kernel_module_version, ctx.kernel_module_flavour = version, flavour
     loaded = version is not None or b.exists("sys/module/nvidia")
     release = kernel_release(b)
     layer.facts = {
@@ -162,6 +161,8 @@ def kernel_module(ctx: Context) -> Layer:
             f"GPU {', '.join(passthrough)} is bound to vfio-pci: it is reserved for a virtual machine",
             "use it inside that VM, or remove it from the vfio-pci device list and reboot",
         )
+    if unbound and (dropped := _driver_cannot_take(unbound, version, flavour, host)):
+        return layer.broken(*dropped, summary=f"nvidia {version} loaded, GPU not bound")
     if unbound:
         ids = ", ".join(f"{g['address']} ({g['pci_id']})" for g in unbound)
         return layer.broken(
@@ -177,6 +178,47 @@ def kernel_module(ctx: Context) -> Layer:
     if ctx.pci_gpus:
         layer.summary += f", bound to {len(ctx.pci_gpus)} GPU(s)"
     return layer
+
+
+def _pre_turing(gpu: dict[str, Any]) -> bool:
+    """A GPU older than Turing (no GSP), by its PCI device id (rules.toml [pci])."""
+    try:
+        return int(gpu["pci_id"].split(":")[1], 16) < int(rules.rules()["pci"]["first_turing_device_id"])
+    except (ValueError, IndexError):
+        return False
+
+
+def _driver_cannot_take(
+    unbound: list[dict[str, Any]], version: str | None, flavour: str | None, host: str
+) -> tuple[str, str] | None:
+    """(cause, remedy) when the loaded driver cannot drive these GPUs for a known reason: a pre-Turing GPU
+    under the open kernel modules, or under a driver branch that dropped it."""
+    old = [g for g in unbound if _pre_turing(g)]
+    if not old:
+        return None
+    ids = ", ".join(f"{g['address']} ({g['pci_id']})" for g in old)
+    legacy = int(rules.rules()["pci"]["last_branch_for_pre_turing"])
+    branch = (rules.version_tuple(version) or (0,))[0]
+    if branch > legacy:
+        # Sources: NixOS/nixos-hardware#1880, NixOS/nixos-hardware#1828 ("will ignore this GPU").
+        return (
+            f"GPU {ids} is older than Turing (Maxwell, Pascal or Volta), and driver {version} no longer "
+            f"supports it: branch {legacy} is the last that does (the kernel log says 'supported through the "
+            f"NVIDIA {legacy}.xx Legacy drivers ... will ignore this GPU')",
+            f"{host}make provision PROVISION_ARGS='-e nvidia_driver_branch={legacy}' (or: sudo apt install "
+            f"nvidia-driver-{legacy}), then reboot",
+        )
+    if flavour == "open":
+        # Sources: negativo17/nvidia-driver#158, void-linux/void-packages#56685,
+        # NVIDIA/open-gpu-kernel-modules#19.
+        return (
+            f"GPU {ids} is older than Turing and has no GSP, so the open kernel modules (loaded: {version} "
+            "open) cannot drive it ('not supported by open nvidia.ko because it does not include the "
+            "required GPU System Processor')",
+            f"{host}install the proprietary flavour of the same branch (sudo apt install "
+            f"nvidia-driver-{branch} instead of nvidia-driver-{branch}-open), then reboot",
+        )
+    return None
 
 
 def _why_not_loaded(ctx: Context, layer: Layer, release: str, host: str) -> Layer:

@@ -9,20 +9,30 @@ from workloads.errors import EXIT_OK, EXIT_THRESHOLD_FAILED
 
 OK, WARN, BROKEN, NA, NOT_CHECKED = "OK", "WARN", "BROKEN", "n/a", "not checked"
 
-# Bottom-up. Memory comes before the framework: when another process holds the GPU memory, the framework's
-# "cuDNN failed to initialize" must be blamed on that, not on the libraries.
+# Bottom-up. Health comes right after NVML: it reads NVML's picture and the kernel log, and a faulty GPU (ECC,
+# Xid) is usually why the layers above fail, so its cause must win over theirs. Memory comes before the
+# framework: when another process holds the GPU memory, the framework's "cuDNN failed to initialize" must be
+# blamed on that, not on the libraries. The container runtime (Docker, CDI) is last: the host's own stack does
+# not need it.
 LAYERS = (
     ("hardware", "hardware"),
     ("kernel_module", "kernel module"),
     ("device_nodes", "device nodes"),
     ("nvml", "NVML"),
+    ("health", "health"),
     ("cuda_driver", "CUDA driver"),
     ("cuda_libraries", "CUDA libraries"),
     ("memory", "memory"),
     ("framework", "framework"),
     ("compute", "compute"),
-    ("health", "health"),
+    ("containers", "containers"),
 )
+# Layers whose BROKEN does not stop the ones above: they only read what is known (the health of a GPU does not
+# keep CUDA from starting), and the layers above still say what they see. The first broken layer is the
+# verdict.
+INDEPENDENT = frozenset({"health", "containers"})
+# Layers that run even above a broken one: the container runtime needs nothing the GPU stack gives.
+ALWAYS_RUN = frozenset({"containers"})
 TITLES = dict(LAYERS)
 
 

@@ -1,7 +1,8 @@
 """NVML (nvidia-ml-py, import name ``pynvml``): the NVML, memory and health layers, and telemetry sampling.
 
 Every call that can fail is guarded: a query a GPU does not support (NotSupported on consumer cards, WSL,
-vGPU) becomes ``"n/a"``; any other NVML error becomes ``"error: ..."`` in the facts, never an exception.
+vGPU) becomes ``"n/a"``; any other NVML error becomes ``"error: ..."`` in the facts, never an exception. Every
+call is bounded in time (gpu_doctor.bounded): a GPU that does not answer is named, and the diagnosis goes on.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import time
 from types import ModuleType
 from typing import Any
 
-from gpu_doctor import rules
+from gpu_doctor import bounded, devices, kernel_log, rules
 from gpu_doctor.context import Context
+from gpu_doctor.cuda import HUNG_REMEDY
 from gpu_doctor.model import OK, Layer
 from gpu_doctor.system import import_pynvml
 
@@ -93,15 +95,30 @@ def _processes(nvml: ModuleType, h: Any) -> list[dict[str, Any]] | str:
     ]
 
 
-def _mig_instances(nvml: ModuleType, h: Any) -> int | str:
+def _mig_devices(nvml: ModuleType, h: Any) -> list[str] | str:
+    """The UUIDs of a MIG-enabled GPU's MIG devices (what CUDA_VISIBLE_DEVICES=MIG-... names)."""
     top = query(getattr(nvml, "nvmlDeviceGetMaxMigDeviceCount", None), h)
     if not isinstance(top, int):
         return top
-    found = 0
+    found = []
     for i in range(top):
-        if not isinstance(query(getattr(nvml, "nvmlDeviceGetMigDeviceHandleByIndex", None), h, i), str):
-            found += 1
+        mig = query(getattr(nvml, "nvmlDeviceGetMigDeviceHandleByIndex", None), h, i)
+        if not isinstance(mig, str):
+            uuid = query(nvml.nvmlDeviceGetUUID, mig)
+            found.append(uuid if isinstance(uuid, str) else f"MIG device {i}")
     return found
+
+
+def _pci_bus_id(nvml: ModuleType, h: Any) -> str:
+    """The GPU's PCI address in sysfs form ("0000:01:00.0"): how NVML's GPUs, CUDA's devices, sysfs and the
+    kernel log's Xid lines are matched (gpu_doctor.devices)."""
+    info = query(getattr(nvml, "nvmlDeviceGetPciInfo", None), h)
+    if isinstance(info, str):
+        return info
+    found = devices.normalize_bus_id(getattr(info, "busId", None))
+    if found is None and isinstance(getattr(info, "bus", None), int):
+        found = devices.normalize_bus_id(f"{info.domain:x}:{info.bus:x}:{info.device:x}")
+    return found or NA
 
 
 def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
@@ -123,6 +140,7 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
     ecc_current, ecc_pending = _pair(query(nvml.nvmlDeviceGetEccMode, h))
     mig_current, mig_pending = _pair(query(nvml.nvmlDeviceGetMigMode, h))
     remap = query(nvml.nvmlDeviceGetRemappedRows, h)
+    migs = _mig_devices(nvml, h) if mig_current == 1 else NA
     retired: dict[str, Any] = {}
     for cause, const in (("double_bit", 1), ("multiple_single_bit", 0)):
         pages = query(nvml.nvmlDeviceGetRetiredPages, h, const)
@@ -135,6 +153,8 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
         "index": index,
         "name": query(nvml.nvmlDeviceGetName, h),
         "uuid": query(nvml.nvmlDeviceGetUUID, h),
+        "pci_bus_id": _pci_bus_id(nvml, h),
+        "serial": query(getattr(nvml, "nvmlDeviceGetSerial", None), h),
         "memory_total_mib": _mib(mem.total) if hasattr(mem, "total") else mem,
         "memory_used_mib": _mib(mem.used) if hasattr(mem, "used") else mem,
         "memory_free_mib": _mib(mem.free) if hasattr(mem, "free") else mem,
@@ -166,17 +186,62 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
             else remap
         ),
         "mig_mode": {"current": mig_current, "pending": mig_pending},
-        "mig_instances": _mig_instances(nvml, h) if mig_current == 1 else NA,
+        "mig_instances": len(migs) if isinstance(migs, list) else migs,
+        "mig_uuids": migs if isinstance(migs, list) else [],
         "persistence_mode": query(nvml.nvmlDeviceGetPersistenceMode, h),
     }
 
 
-def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]:
+class _Watched:
+    """The NVML module, telling the watch which function runs now (named when one hangs)."""
+
+    def __init__(self, module: Any, watch: bounded.Watch) -> None:
+        self._module, self._watch = module, watch
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._module, name)
+        if not (name.startswith("nvml") and callable(value)):
+            return value
+
+        def call(*args: Any) -> Any:
+            self._watch.calling(name)
+            return value(*args)
+
+        return call
+
+
+def _topology(nvml: ModuleType, gpus: list[dict[str, Any]]) -> dict[str, Any]:
+    """NVLink links and per-pair P2P and PCIe paths (gpu_doctor/topology.py); an NVML error there is a fact of
+    the topology, never a reason to lose the rest of the picture."""
+    from gpu_doctor import topology
+
+    try:
+        return topology.probe(nvml, gpus)
+    except Exception as err:
+        if not _is_nvml_error(err):
+            raise
+        return {"error": f"{_error_name(err)}: {err}", "gpus": [], "pairs": []}
+
+
+def empty_picture() -> dict[str, Any]:
+    return {"available": False, "reason": None, "error": None, "remedy": None, "gpus": []}
+
+
+def probe(
+    nvml: ModuleType | None = None,
+    where: str = "host",
+    watch: bounded.Watch | None = None,
+    limits: dict[str, float] | None = None,
+    info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Load NVML and describe the system: {"available", "reason", "error", driver and CUDA versions, "gpus"}.
 
-    Never raises: a failure to start gives "available": False with the reason (and its remedy) in words.
-    """
-    info: dict[str, Any] = {"available": False, "reason": None, "error": None, "remedy": None, "gpus": []}
+    Never raises: a failure to start gives "available": False with the reason (and its remedy) in words. Each
+    step (the start, each GPU) is announced to ``watch`` with its budget from ``limits``; ``info`` is filled
+    as it goes, so a caller that gives up on a hung GPU keeps the GPUs that answered."""
+    info = empty_picture() if info is None else info
+    limits = limits or rules.timeouts()
+    watch = watch or bounded.Watch(limits["nvml_start_s"])
     if nvml is None:
         try:
             nvml = import_pynvml()
@@ -184,6 +249,8 @@ def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]
             info["reason"] = "nvidia-ml-py is not installed in this environment"
             info["remedy"] = "make setup (it is in the lock's dependencies)"
             return info
+    nvml = _Watched(nvml, watch)  # type: ignore[assignment]
+    watch.step("NVML's start", limits["nvml_start_s"])
     try:
         nvml.nvmlInit()
     except Exception as err:
@@ -194,6 +261,7 @@ def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]
             info["reason"] = f"NVML failed to start: {err}"
         return info
     try:
+        watch.step("NVML", limits["nvml_gpu_s"])
         info["driver_version"] = query(nvml.nvmlSystemGetDriverVersion)
         info["nvml_version"] = query(nvml.nvmlSystemGetNVMLVersion)
         raw = query(nvml.nvmlSystemGetCudaDriverVersion)
@@ -202,13 +270,18 @@ def probe(nvml: ModuleType | None = None, where: str = "host") -> dict[str, Any]
         if not isinstance(count, int) or count == 0:
             info["reason"] = f"NVML started but reports no GPU (device count: {count})"
             return info
-        info["gpus"] = [gpu_info(nvml, i) for i in range(count)]
+        for i in range(count):
+            watch.step(f"GPU {i}", limits["nvml_gpu_s"])
+            info["gpus"].append(gpu_info(nvml, i))  # type: ignore[arg-type]
         info["available"] = True
+        watch.step("the GPUs' NVLink and P2P topology", limits["nvml_gpu_s"])
+        info["topology"] = _topology(nvml, info["gpus"])
     except Exception as err:  # an NVML error outside `query` (a broken binding): a reason, not a crash
         if not _is_nvml_error(err):
             raise
         info["error"], info["reason"] = _error_name(err), f"NVML failed: {err}"
     finally:
+        watch.step("NVML's shut-down", limits["nvml_gpu_s"])
         query(nvml.nvmlShutdown)
     return info
 
@@ -224,10 +297,12 @@ def nvml_layer(ctx: Context) -> Layer:
             "gpus": [],
             "error": "ImportError",
             "reason": "nvidia-ml-py is not installed in this environment",
-            "remedy": "make setup (nvidia-ml-py is in the lock's dependencies)",
+            "remedy": f"{ctx.build.install_gpu} (nvidia-ml-py is in the lock's dependencies)",
         }
     else:
-        ctx.nvml = probe(module, ctx.where)
+        ctx.nvml = bounded_probe(module, ctx.where, rules.timeouts(ctx.boundary.timeouts))
+        if ctx.nvml.get("hung"):
+            return _unanswered(ctx, layer)
     info = ctx.nvml
     layer.facts = {k: v for k, v in info.items() if k != "gpus"}
     if info.get("error") and not info["gpus"]:
@@ -274,6 +349,46 @@ def nvml_layer(ctx: Context) -> Layer:
             "sudo dmesg | grep NVRM",
         )
     return layer
+
+
+def bounded_probe(
+    nvml: ModuleType | None = None, where: str = "host", limits: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """``probe`` in a thread with a time limit per step: what every caller outside a test uses. A GPU (or
+    NVML's start) that does not answer in time is left behind, and the picture says so: "available" False,
+    "hung" {"what", "call", "budget_s"}, the reason in words, and the GPUs that did answer."""
+    limits, info = limits or rules.timeouts(), empty_picture()
+    try:
+        bounded.run(lambda watch: probe(nvml, where, watch, limits, info), limits["nvml_start_s"], "NVML")
+    except bounded.Unanswered as hung:
+        answered = [dict(g) for g in list(info["gpus"])]  # the thread may still write: a copy
+        where_in = f" (in {hung.call})" if hung.call else ""
+        return {
+            **{k: v for k, v in info.items() if k != "gpus"},
+            "gpus": answered,
+            "available": False,
+            "error": "Timeout",
+            "hung": {"what": hung.what, "call": hung.call, "budget_s": hung.budget_s},
+            "reason": f"{hung.what} did not answer NVML within {hung.budget_s:g} s{where_in}: a firmware "
+            "(GSP) hang?",
+            "remedy": HUNG_REMEDY,
+        }
+    return info
+
+
+def _unanswered(ctx: Context, layer: Layer) -> Layer:
+    """A GPU (or NVML's start) that did not answer within its budget: named, with the kernel log's Xid errors
+    when there are some (NVIDIA/open-gpu-kernel-modules#446: GSP RPC time-outs, Xid 119)."""
+    hung = ctx.nvml["hung"]
+    xids = kernel_log.read_xids(ctx.boundary) or []
+    if xids:
+        ctx.nvml["reason"] += f" The kernel log has {kernel_log.summary(xids[-20:])}"
+    layer.facts = {k: v for k, v in ctx.nvml.items() if k != "gpus"}
+    return layer.broken(
+        ctx.nvml["reason"],
+        HUNG_REMEDY,
+        summary=f"{hung['what']} did not answer within {hung['budget_s']:g} s",
+    )
 
 
 def _process_names(ctx: Context, procs: list[dict[str, Any]]) -> str:
@@ -356,11 +471,21 @@ def health_warnings(gpu: dict[str, Any]) -> list[tuple[str, str]]:
     """Conditions worth a look that do not fail the GPU: (warning, remedy)."""
     warnings = []
     pcie = gpu.get("pcie", {})
-    cur, top = pcie.get("width_current"), pcie.get("width_max")
+    cur, top, own = pcie.get("width_current"), pcie.get("width_max"), pcie.get("width_gpu_max")
     if isinstance(cur, int) and isinstance(top, int) and cur < top:
         # Source: janhq/jan#183 (a riser that downgraded the link).
         warnings.append(
             (f"PCIe link width x{cur} of x{top}", "reseat the GPU, use a full-width slot, no riser")
+        )
+    elif isinstance(cur, int) and isinstance(own, int) and cur < own:
+        # NVML's maximum already includes the slot's limit; the GPU's own (sysfs max_link_width, its link
+        # capability) does not. Sources: nokyan/resources#512, noonghunna/club-3090#1098 (x8: 40% slower).
+        warnings.append(
+            (
+                f"PCIe link x{cur}: the GPU is built for x{own}, the slot gives x{cur} (an x8 slot, a riser, "
+                "or lanes shared with another card or an M.2 drive)",
+                "move the GPU to a full x16 slot (the board's manual says which slots share lanes)",
+            )
         )
     gen_max, gen_gpu = pcie.get("gen_max"), pcie.get("gen_gpu_max")
     if isinstance(gen_max, int) and isinstance(gen_gpu, int) and gen_max < gen_gpu:
@@ -384,15 +509,59 @@ def health_warnings(gpu: dict[str, Any]) -> list[tuple[str, str]]:
     return warnings
 
 
+def _own_link_widths(ctx: Context) -> None:
+    """The GPU's own maximum link width (sysfs max_link_width, its PCIe capability) beside NVML's figures."""
+    sysfs = {devices.normalize_bus_id(g["address"]): g.get("link", {}) for g in ctx.pci_gpus}
+    for g in ctx.nvml.get("gpus", []):
+        width = (sysfs.get(g.get("pci_bus_id")) or {}).get("max_link_width")
+        if isinstance(g.get("pcie"), dict) and width and str(width).isdigit():
+            g["pcie"]["width_gpu_max"] = int(width)
+
+
+def xid_problems(ctx: Context, layer: Layer, gpu: dict[str, Any]) -> list[tuple[str, str]]:
+    """The kernel log's Xid errors of ``gpu`` that mean it needs a reset or service (NVML still answers)."""
+    events = kernel_log.for_gpu(layer.facts.get("xid_events", []), gpu.get("pci_bus_id"))
+    bad = [e for e in events if e["severity"] == "broken" and kernel_log.recent(e)]
+    old = [e for e in events if e["severity"] == "broken" and not kernel_log.recent(e)]
+    if old:
+        hours = min(e["age_s"] for e in old) / 3600
+        layer.warn(
+            f"GPU {gpu['index']}: the kernel log has {kernel_log.summary(old)}, the last {hours:.1f} h "
+            "ago; if the GPU was reset since, it is history",
+            old[-1].get("remedy", "reboot").format(index=gpu["index"]),
+        )
+    if not bad:
+        if events and not old:
+            layer.notes.append(f"GPU {gpu['index']}: the kernel log has {kernel_log.summary(events)}")
+        return []
+    last = bad[-1]
+    return [
+        (
+            f"the kernel log has {kernel_log.summary(bad)} although NVML still answers; the last: "
+            f"'Xid {last['code']}, {last['text']}'",
+            last.get("remedy", "reboot").format(index=gpu["index"]),
+        )
+    ]
+
+
 def health_layer(ctx: Context) -> Layer:
+    """The GPUs' own health from NVML's picture and the kernel log. It runs right after NVML and does not stop
+    the layers above: a fault here (ECC, Xid) is usually why they fail, so it is read whatever they say, and
+    as the first broken layer it is the verdict (the first cause wins)."""
     layer = Layer("health", status=OK)
     gpus = ctx.nvml.get("gpus", [])
+    _own_link_widths(ctx)
+    xids = kernel_log.read_xids(ctx.boundary)
+    layer.facts["xid_events"] = xids or []
+    if xids is None:
+        layer.notes.append("the kernel log is not readable here (dmesg_restrict): Xid errors not checked; "
+                           "sudo dmesg | grep -i xid")  # fmt: skip
     for g in gpus:
-        problems = health_problems(g)
+        problems = health_problems(g) + xid_problems(ctx, layer, g)
         if problems:
             problem, remedy = problems[0]
             return layer.broken(
-                f"GPU {g['index']} ({g['name']}): {problem}",
+                f"{devices.describe(g)} ({g['name']}): {problem}",
                 remedy,
                 summary="; ".join(p for p, _ in problems),
             )
@@ -415,21 +584,23 @@ def health_layer(ctx: Context) -> Layer:
                 f"GPU {g['index']}: persistence mode off (sudo systemctl enable --now nvidia-persistenced "
                 "keeps the driver warm)"
             )
-    layer.facts = {
-        f"gpu{g['index']}": {
-            k: g.get(k)
-            for k in (
-                "ecc_uncorrected_volatile",
-                "remapped_rows",
-                "retired_pages",
-                "clock_events",
-                "pcie",
-                "temperature_c",
-                "persistence_mode",
-            )
+    layer.facts.update(
+        {
+            f"gpu{g['index']}": {
+                k: g.get(k)
+                for k in (
+                    "ecc_uncorrected_volatile",
+                    "remapped_rows",
+                    "retired_pages",
+                    "clock_events",
+                    "pcie",
+                    "temperature_c",
+                    "persistence_mode",
+                )
+            }
+            for g in gpus
         }
-        for g in gpus
-    }
+    )
     if not layer.summary:
         layer.summary = f"{len(gpus)} GPU(s): ECC, remapped rows, clocks and PCIe link checked" + (
             "" if layer.status == OK else f" ({len(layer.notes)} remark(s))"
@@ -450,6 +621,7 @@ class TelemetrySampler:
         self.samples: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.unanswered: str | None = None  # set when the last sample or the shut-down did not answer
 
     def sample(self) -> dict[str, Any]:
         nvml, h = self.nvml, self._handle
@@ -471,9 +643,22 @@ class TelemetrySampler:
             if self._stop.wait(self.interval_s):
                 break
 
+    def _bounded(self, what: str, fn: Any) -> Any:
+        """One NVML step in the caller's thread, bounded like the diagnosis's (a hung GPU is named)."""
+        limit = rules.timeouts()["nvml_gpu_s"]
+        return bounded.run(lambda watch: fn(), limit, f"GPU {self.index} ({what})")
+
     def __enter__(self) -> TelemetrySampler:
-        self.nvml.nvmlInit()
-        self._handle = self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+        def start() -> Any:
+            self.nvml.nvmlInit()
+            return self.nvml.nvmlDeviceGetHandleByIndex(self.index)
+
+        try:
+            self._handle = self._bounded("NVML's start", start)
+        except bounded.Unanswered as hung:
+            raise RuntimeError(
+                f"{hung} while starting NVML telemetry: a firmware (GSP) hang? sudo dmesg"
+            ) from None
         self._start = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="nvml-telemetry", daemon=True)
         self._thread.start()
@@ -483,5 +668,8 @@ class TelemetrySampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._record()  # one more at the end: throttling that starts late in the window counts too
-        query(self.nvml.nvmlShutdown)
+        try:  # one more at the end: throttling that starts late in the window counts too
+            self._bounded("a telemetry sample", self._record)
+            self._bounded("NVML's shut-down", lambda: query(self.nvml.nvmlShutdown))
+        except bounded.Unanswered as hung:
+            self.unanswered = str(hung)  # the samples so far stand; the caller's own error (if any) goes on

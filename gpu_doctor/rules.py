@@ -5,7 +5,11 @@ controller without this project's environment:
 
     python3 gpu_doctor/rules.py preflight --lock uv.lock --driver-branch 580 [--native-code]
 
-prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0.
+prints one JSON object ({"ok": ..., "message": ..., ...}) and exits 0. The Makefile asks it which extras of
+the lock this machine needs (the GPU set when the hardware layer's rule sees an NVIDIA GPU), before any
+environment exists:
+
+    python3 gpu_doctor/rules.py extras [--why]     # prints "jax gpu" or "jax"; --why: the reason on stderr
 """
 
 from __future__ import annotations
@@ -13,12 +17,18 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import re
 import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    from gpu_doctor.safe_read import read_text
+except ImportError:  # run as a script (the Makefile, Ansible's controller): this folder is on sys.path
+    from safe_read import read_text  # type: ignore[no-redef]
 
 RULES_FILE = Path(__file__).resolve().with_name("rules.toml")
 
@@ -89,18 +99,43 @@ def code_for(cc: str, archs: list[str]) -> str | None:
     return None
 
 
-def known_broken(framework: str, version: str | None, cc: str, archs: list[str]) -> dict[str, str] | None:
-    """A reported-broken combination of this framework build and GPU generation: {"cause", "remedy"}."""
-    cc_version = version_tuple(cc)
-    if cc_version is None:
+def _within(value: tuple[int, ...] | None, low: str | None, below: str | None) -> bool:
+    """low <= value < below, on major.minor ("13" is 13.0); an unknown value is in no range."""
+
+    def mm(v: tuple[int, ...]) -> tuple[int, int]:
+        return (v[0], v[1] if len(v) > 1 else 0)
+
+    if value is None:
+        return False
+    lo, hi = version_tuple(low), version_tuple(below)
+    return (lo is None or mm(value) >= mm(lo)) and (hi is None or mm(value) < mm(hi))
+
+
+def known_broken(
+    framework: str, version: str | None, cc: str, archs: list[str], build_cuda: str | None = None
+) -> dict[str, str] | None:
+    """A reported-broken combination of this framework build and GPU generation (rules.toml [[known_broken]]):
+    {"id", "cause", "remedy", "source"}; None when no entry matches."""
+    cc_version, cuda_version = version_tuple(cc), version_tuple(build_cuda)
+    if cc_version is None or len(cc_version) < 2:
         return None
     for entry in rules().get("known_broken", []):
-        if entry["framework"] != framework or cc_version[0] != entry["cc_major"]:
+        if framework not in entry["framework"] or not _within(
+            cc_version, entry.get("cc_min"), entry.get("cc_below")
+        ):
+            continue
+        by_cuda = "build_cuda_min" in entry or "build_cuda_below" in entry
+        if by_cuda and not _within(cuda_version, entry.get("build_cuda_min"), entry.get("build_cuda_below")):
             continue
         if any(a.startswith(entry.get("unless_archs_include", "\0")) for a in archs):
             continue
-        values = {"version": version or "?", "cc": cc}
-        return {"cause": entry["cause"].format(**values), "remedy": entry["remedy"].format(**values)}
+        values = {"framework": framework, "version": version or "?", "cc": cc, "cuda": build_cuda or "?"}
+        return {
+            "id": entry["id"],
+            "cause": entry["cause"].format(**values),
+            "remedy": entry["remedy"].format(**values),
+            "source": entry["source"],
+        }
     return None
 
 
@@ -221,13 +256,35 @@ def cuda_error(code: int) -> dict[str, str]:
     return dict(entry)
 
 
-def blame_for_error(text: str) -> str | None:
-    """Which layer a framework error message points at (rules.toml [[framework_errors]])."""
+def framework_error(text: str) -> dict[str, Any] | None:
+    """The first rules.toml [[framework_errors]] entry whose needle is in ``text`` (case-insensitive), with
+    the needle that matched ("needle")."""
     low = text.lower()
     for entry in rules()["framework_errors"]:
-        if any(n.lower() in low for n in entry["needles"]):
-            return entry["blame"]
+        hit = next((n for n in entry["needles"] if n.lower() in low), None)
+        if hit is not None:
+            return {**entry, "needle": hit}
     return None
+
+
+def blame_for_error(text: str) -> str | None:
+    """Which layer a framework error message points at (rules.toml [[framework_errors]])."""
+    entry = framework_error(text)
+    return entry["blame"] if entry else None
+
+
+def timeouts(overrides: Mapping[str, float] | None = None) -> dict[str, float]:
+    """The probes' time limits in seconds (rules.toml [timeouts]), with ``overrides`` (the tests shorten
+    them)."""
+    return {**{k: float(v) for k, v in rules()["timeouts"].items()}, **dict(overrides or {})}
+
+
+def xid(code: int) -> dict[str, str]:
+    """What an Xid error means and how bad it is (rules.toml [xid.codes]); unknown codes are warnings."""
+    entry = rules()["xid"]["codes"].get(str(code))
+    if entry is None:
+        return {"severity": "warn", "meaning": "see NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)"}
+    return dict(entry)
 
 
 def hostile_env_vars(environ: Mapping[str, str]) -> list[str]:
@@ -237,6 +294,45 @@ def hostile_env_vars(environ: Mapping[str, str]) -> list[str]:
 
 def hides_all_gpus(value: str | None) -> bool:
     return value is not None and value.strip() in rules()["environment"]["hides_all_gpus"]
+
+
+# --- The hardware rule and the environment it needs ---------------------------------------------------------
+def is_nvidia_gpu(vendor: str | None, pci_class: str | None) -> bool:
+    """A PCI function that is an NVIDIA GPU (rules.toml [hardware]: vendor 0x10de, a display class)."""
+    hw = rules()["hardware"]
+    return (vendor or "").strip().lower() == hw["nvidia_vendor"] and (pci_class or "").strip().startswith(
+        hw["display_class_prefix"]
+    )
+
+
+def _read(path: Path) -> str | None:
+    """A sysfs file's text, bounded in time and size: a wedged driver must not hang `make` (safe_read.py)."""
+    try:
+        return read_text(path)
+    except OSError:
+        return None
+
+
+def gpu_seen(root: Path = Path("/")) -> str | None:
+    """Why this machine has an NVIDIA GPU, as the doctor's hardware layer decides it (None: it has none)."""
+    devices = root / "sys/bus/pci/devices"
+    try:
+        functions = sorted(devices.iterdir())
+    except OSError:
+        functions = []
+    gpus = [d for d in functions if is_nvidia_gpu(_read(d / "vendor"), _read(d / "class"))]
+    if gpus:
+        ids = ", ".join(f"{d.name} (10de:{(_read(d / 'device') or '?').removeprefix('0x')})" for d in gpus)
+        return f"NVIDIA GPU on the PCI bus: {ids}"
+    if (root / "dev/dxg").exists():
+        return "WSL2's /dev/dxg"
+    nodes = sorted(p.name for p in (root / "dev").glob("nvidia[0-9]*"))
+    return f"device nodes /dev/{', /dev/'.join(nodes)}" if nodes else None
+
+
+def extras_for(gpu: bool) -> list[str]:
+    """The extras of pyproject.toml a machine installs (rules.toml [extras]): the GPU set or the CPU set."""
+    return list(rules()["extras"]["gpu" if gpu else "cpu"])
 
 
 # --- Ansible's preflight ------------------------------------------------------------------------------------
@@ -286,7 +382,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every GPU has native code (sm_XY) in the build: minor-version compatibility is enough",
     )
+    extras = sub.add_parser("extras", help="the extras of uv.lock this machine needs: GPU set or CPU set")
+    extras.add_argument("--why", action="store_true", help="say why on stderr")
+    extras.add_argument("--set", choices=("gpu", "cpu"), help="print this set, whatever the machine has")
     args = parser.parse_args(argv)
+    if args.command == "extras":
+        # The doctor's test hook (GPU_DOCTOR_ROOT) points it at a staged tree, as it does the hardware layer.
+        why = gpu_seen(Path(os.environ.get("GPU_DOCTOR_ROOT") or "/"))
+        print(" ".join(extras_for(args.set == "gpu" if args.set else why is not None)))
+        if args.why:
+            print(f"extras: {why or 'no NVIDIA GPU found'}", file=sys.stderr)
+        return 0
     try:
         result = preflight(args.lock, args.driver_branch, args.native_code)
     except OSError as err:

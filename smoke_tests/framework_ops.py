@@ -70,8 +70,9 @@ def matmul_numpy(a: np.ndarray, b: np.ndarray, device: str) -> np.ndarray:
     return (torch.from_numpy(a).to(dev) @ torch.from_numpy(b).to(dev)).cpu().numpy()
 
 
-def matmul_runner(n: int, precision: str, device: str, steps: int, seed: int = 0) -> Any:
-    """A callable that runs ``steps`` n x n matmuls in ``precision`` on ``device`` and synchronizes."""
+def matmul_runner(n: int, precision: str, device: str, steps: int, seed: int = 0, index: int = 0) -> Any:
+    """A callable that runs ``steps`` n x n matmuls in ``precision`` on ``device`` (its ``index``-th: JAX
+    only, for the multi-GPU checks) and synchronizes."""
     a_np, b_np = _operands(n, seed)
     backend = name()
     if backend == "tensorflow":
@@ -93,7 +94,7 @@ def matmul_runner(n: int, precision: str, device: str, steps: int, seed: int = 0
         import jax
         import jax.numpy as jnp
 
-        dev = jax.devices(device)[0]
+        dev = jax.devices(device)[index]
         dtype = jnp.bfloat16 if precision == "bf16" else jnp.float32
         prec = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}[precision]
         a, b = (jax.device_put(x, dev).astype(dtype) for x in (a_np, b_np))
@@ -122,8 +123,9 @@ def matmul_runner(n: int, precision: str, device: str, steps: int, seed: int = 0
     return run
 
 
-def h2d_runner(mib: int, steps: int) -> Any:
-    """A callable copying a ``mib`` MiB host buffer to GPU 0 ``steps`` times, synchronized."""
+def h2d_runner(mib: int, steps: int, device: str = "gpu", index: int = 0) -> Any:
+    """A callable copying a ``mib`` MiB host buffer to GPU 0 ``steps`` times, synchronized (on JAX, to any
+    device: the multi-GPU checks)."""
     host = np.ones(mib * 2**20 // 4, dtype=np.float32)
     backend = name()
     if backend == "tensorflow":
@@ -139,7 +141,7 @@ def h2d_runner(mib: int, steps: int) -> Any:
     if backend == "jax":
         import jax
 
-        dev = jax.devices("gpu")[0]
+        dev = jax.devices(device)[index]
 
         def run() -> None:
             for _ in range(steps):

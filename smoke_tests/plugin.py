@@ -5,6 +5,9 @@ below (``--smoke-out``, ``--smoke-level``, ...) on the check process's command l
 ``--smoke-results`` as they happen, so a crash or a hang of one check never loses the results of the others,
 and to the runner through the progress pipe, one JSON message per line ({"text": the progress line, "record":
 the check's result, "lost": a file that could not be written}), so a full disk does not lose them either.
+``--smoke-journal`` gets the checks collected and each check as it starts (and stderr a ``STARTED`` line), so
+that when the check process dies the runner knows which check was running, what it said last, and which
+checks never ran: a run that did not finish is never a pass.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--smoke-level", default=settings.DEFAULT_LEVEL, help="a level of smoke_tests/settings.toml [levels]"
     )
     group.addoption("--smoke-results", type=Path, help="append one JSON line per finished check to this file")
+    group.addoption(
+        "--smoke-journal", type=Path, help="append the checks collected and each check as it starts here"
+    )
     group.addoption("--smoke-progress-fd", type=int, help="write one progress line per check to this fd")
     group.addoption("--smoke-data", type=Path, help="MNIST IDX folder for the workloads")
     group.addoption("--smoke-require-gpu", action="store_true", help="no NVIDIA GPU is a failure")
@@ -65,6 +72,7 @@ class SmokeOptions:
     out: Path
     level: str
     results: Path | None
+    journal: Path | None
     progress_fd: int | None
     data: Path | None
     require_gpu: bool
@@ -82,6 +90,7 @@ def options(config: pytest.Config) -> SmokeOptions:
             out=get("smoke_out").resolve(),
             level=get("smoke_level"),
             results=get("smoke_results"),
+            journal=get("smoke_journal"),
             progress_fd=get("smoke_progress_fd"),
             data=get("smoke_data"),
             require_gpu=get("smoke_require_gpu"),
@@ -204,6 +213,40 @@ def _append_result(path: Path, line: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+# --- The journal: what was collected, what started ------------------------------------------------------
+STARTED = "--- smoke check started: "  # on stderr before each check: the runner's start of its last words
+
+
+def _names(item: pytest.Item) -> dict[str, str]:
+    return {
+        "id": item.nodeid,
+        "name": item.name.removeprefix("test_"),
+        "category": Path(str(item.path)).stem.removeprefix("test_").split("_", 1)[-1],
+    }
+
+
+def _journal(config: pytest.Config, record: dict[str, Any]) -> None:
+    path = options(config).journal
+    if path is not None:
+        # A full disk: the results still reach the runner (the pipe).
+        with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _journal(session.config, {"event": "collected", "checks": [_names(i) for i in session.items]})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _journal(item.config, {"event": "started", **_names(item), "t": round(time.time(), 3)})
+    # To fd 2 itself (the runner's pytest captures sys.stderr only: --capture=tee-sys): a dying check's own
+    # words follow this line in checks.stderr.log.
+    with contextlib.suppress(OSError):
+        os.write(2, f"\n{STARTED}{item.nodeid}\n".encode())
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> pytest.TestReport:
     report = yield
@@ -216,9 +259,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         started, setup_s = item.stash.get(_SETUP, (call.start, 0.0))
         call_s = report.duration if report.when == "call" else 0.0
         line = {
-            "id": item.nodeid,
-            "name": item.name.removeprefix("test_"),
-            "category": Path(str(item.path)).stem.removeprefix("test_").split("_", 1)[-1],
+            **_names(item),
             "status": status,
             "duration_s": round(report.duration, 2),
             "setup_s": round(setup_s, 2),

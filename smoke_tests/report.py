@@ -104,6 +104,176 @@ def compare(baseline: dict[str, Any], report: dict[str, Any], tolerance: float) 
     }
 
 
+# --- every device -------------------------------------------------------------------------------------------
+PER_GPU_CHECK = ("multi_gpu", "per_gpu_outliers")
+LINK_CHECK = ("multi_gpu", "p2p_bandwidth")
+
+
+def devices(system: dict[str, Any], checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per device: each GPU NVML lists (index, name, PCI bus id, UUID, serial, PCIe link) with what
+    the per-GPU check measured on it (figures, problems) and the interconnect's faults that name it, and the
+    simulated devices the per-GPU check measured, if any."""
+    check = next((c for c in checks if (c.get("category"), c.get("name")) == PER_GPU_CHECK), {})
+    measured = (check.get("details") or {}).get("per_device", [])
+    links = next((c for c in checks if (c.get("category"), c.get("name")) == LINK_CHECK), {})
+    named: dict[int, list[str]] = {}  # the interconnect's faults, by each GPU they name
+    for fault in (links.get("details") or {}).get("link_faults", []):
+        for index in fault["gpus"]:
+            named.setdefault(index, []).append(fault["problem"])
+    by_gpu = {m["nvml_index"]: m for m in measured if m.get("nvml_index") is not None}
+    out = []
+    for g in system.get("gpus", []):
+        m = by_gpu.get(g["index"], {})
+        pcie = g.get("pcie", {})
+        link = f"Gen{pcie.get('gen_max')} x{pcie.get('width_current')} of x{pcie.get('width_max')}"
+        out.append({"index": g["index"], "name": g.get("name"), "pci_bus_id": g.get("pci_bus_id"),
+                    "uuid": g.get("uuid"), "serial": g.get("serial"), "pcie": link,
+                    "simulated": m.get("simulated", False), "figures": m.get("figures", {}),
+                    "health": m.get("health", []),
+                    "problems": [*m.get("problems", []), *named.get(g["index"], [])]})  # fmt: skip
+    for m in measured:
+        if m.get("nvml_index") is None:
+            out.append({"index": m["index"], "name": m.get("name"), "pci_bus_id": None, "uuid": None,
+                        "serial": None, "pcie": None, "simulated": True, "figures": m.get("figures", {}),
+                        "health": [], "problems": m.get("problems", [])})  # fmt: skip
+    return out
+
+
+def device_label(device: dict[str, Any]) -> str:
+    if device.get("pci_bus_id") is None:
+        return f"simulated device {device['index']}"
+    return f"GPU {device['index']} (bus {device['pci_bus_id']}, serial {device.get('serial')})"
+
+
+def _devices_html(report: dict[str, Any], report_dir: Path) -> str:
+    """The per-GPU table, and the P2P matrix beside it."""
+    esc = html.escape
+    found = report.get("devices") or []
+    if len(found) < 2:
+        return ""
+    figures = sorted({name for d in found for name in d.get("figures", {})})
+    head = "".join(f"<th>{esc(n)}</th>" for n in ("device", "name", "PCI bus id", "serial", "UUID", "PCIe"))
+    head += "".join(f"<th>{esc(n)}</th>" for n in figures) + "<th>problems</th>"
+    rows = []
+    for d in found:
+        cells = [device_label(d).split(" (")[0], d.get("name"), d.get("pci_bus_id"), d.get("serial"),
+                 d.get("uuid"), d.get("pcie")]  # fmt: skip
+        row = "".join(f"<td>{esc(str(c) if c is not None else '')}</td>" for c in cells)
+        for name in figures:
+            fig = d.get("figures", {}).get(name)
+            low = fig and ((fig.get("floor") and fig["value"] < fig["floor"]) or fig.get("behind_siblings"))
+            text = f"{fig['value']:.4g} {fig.get('unit', '')}" if fig else ""
+            row += f'<td class="{"failed" if low else ""}">{esc(text)}</td>'
+        row += f"<td>{'<br>'.join(esc(p) for p in d.get('problems', []))}</td>"
+        rows.append(f'<tr class="{"failed" if d.get("problems") else ""}">{row}</tr>')
+    note = (
+        '<p class="warn">Simulated devices (the CPU split by XLA_FLAGS): the figures prove the method, not a '
+        "speed.</p>"
+        if any(d.get("simulated") for d in found)
+        else ""
+    )
+    matrix = [
+        _img(report_dir, p)
+        for c in report["checks"]
+        if c.get("category") == "multi_gpu"
+        for p in c.get("plots", [])
+        if p.endswith("p2p_matrix.png") and (report_dir / p).is_file()
+    ]
+    return (
+        f'<h2>Every GPU</h2>{note}<table id="devices"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+        f"</tbody></table>{''.join(matrix)}"
+    )
+
+
+# --- warnings and data: one source for the terminal summary and report.html ---------------------------------
+def workload_data(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per workload check, the dataset it trained on and was judged by (result.json `dataset`) and the regime
+    it trained in (training images, epochs, steps: what its thresholds were calibrated for)."""
+    rows = []
+    for check in report["checks"]:
+        details = check.get("details") or {}
+        dataset = details.get("dataset") or {}
+        if check["category"] == "workloads" and dataset.get("name"):
+            rows.append({"check": check["name"], "dataset": dataset, "regime": details.get("regime")})
+    return rows
+
+
+def warnings(report: dict[str, Any]) -> list[str]:
+    """Every warning of the run, in order: the summary prints each after "!!", report.html shows each."""
+    out = []
+    if state := report.get("incomplete"):
+        out.append(f"the run did not finish: {state['message'][:300]}")
+    gpu, diagnosis = report["gpu"], report.get("diagnosis") or {}
+    broken = _layer(diagnosis, diagnosis.get("first_broken") or "")
+    if diagnosis.get("staged_root"):
+        out.append(f"staged root {diagnosis['staged_root']} (test hook GPU_DOCTOR_ROOT): not this machine")
+    if broken:
+        out.append(
+            f"GPU diagnosis: BROKEN at the {TITLES.get(broken['name'], broken['name'])} layer: "
+            f"{broken['cause']}"
+        )
+        out.append(f"run: {broken['remedy']}")
+    elif not diagnosis.get("gpu_found", gpu["available"]):
+        out.append(f"no NVIDIA GPU found: {diagnosis.get('no_gpu_reason') or gpu['reason']}")
+        out.append(
+            "everything that can run ran on the CPU"
+            + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
+        )
+    out += [
+        f"{device_label(device)}: {device['problems'][0][:100]}"
+        for device in report.get("devices") or []
+        if device.get("problems")
+    ]
+    fallbacks = {
+        row["dataset"]["name"]: row["dataset"]
+        for row in workload_data(report)
+        if row["dataset"].get("fallback")
+    }
+    for name, dataset in fallbacks.items():
+        out.append(
+            f"the workloads trained on the fallback {name} ({dataset.get('source')}), NOT MNIST: no "
+            "MNIST was found (--data, Keras's cache or download) and Fashion-MNIST is not installed"
+        )
+    return out
+
+
+def _warnings_html(report: dict[str, Any]) -> str:
+    """Every warning, then every note (the backend chosen, the warm-up), as the terminal summary has them."""
+    esc = html.escape
+    return "".join(f'<p class="warn">{esc(w[:1].upper() + w[1:])}</p>' for w in warnings(report)) + "".join(
+        f'<p class="note">Note: {esc(n)}</p>' for n in report.get("notes") or []
+    )
+
+
+def _regime(regime: dict[str, Any] | None) -> str:
+    if not regime:
+        return ""
+    epochs = f"{regime['epochs']} epoch" + ("s" if regime["epochs"] != 1 else "")
+    return f"{regime['train_images']:,} images x {epochs} = {regime['steps']:,} steps"
+
+
+def _data_html(report: dict[str, Any]) -> str:
+    """The data each workload was judged on: dataset (by content), where from, sizes, fallback."""
+    esc = html.escape
+    rows = "".join(
+        f'<tr class="{"failed" if d.get("fallback") else "passed"}"><td>{esc(row["check"])}</td>'
+        f"<td>{esc(str(d.get('name')))}</td><td>{esc(str(d.get('source')))}</td>"
+        f"<td>{d.get('train_size', '')}</td><td>{d.get('test_size', '')}</td>"
+        f"<td>{_regime(row['regime'])}</td>"
+        f"<td>{'yes: NOT MNIST' if d.get('fallback') else 'no'}</td></tr>"
+        for row in workload_data(report)
+        for d in [row["dataset"]]
+    )
+    if not rows:
+        return ""
+    return (
+        "<h2>Data the workloads were judged on</h2><p>Each dataset is named by its content and judged by its "
+        "own thresholds (workloads/harness/thresholds.toml); sizes are what the run trained and tested on."
+        '</p><table id="data"><thead><tr><th>check</th><th>dataset</th><th>source</th><th>train</th>'
+        f"<th>test</th><th>regime</th><th>fallback</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
 # --- charts -------------------------------------------------------------------------------------------------
 def _pyplot() -> Any:
     import matplotlib
@@ -212,6 +382,20 @@ def _diagnosis_html(diagnosis: dict[str, Any]) -> str:
     )
 
 
+def incomplete_html(report: dict[str, Any]) -> str:
+    """A run that did not finish: how the check process ended, the check that was running, its last words."""
+    state = report.get("incomplete")
+    if not state:
+        return ""
+    esc = html.escape
+    not_run = ", ".join(state.get("not_run", [])[:20]) or "none"
+    words = "\n".join(state.get("last_words", [])) or "(no output)"
+    return (
+        f'<h2>The run did not finish</h2><p class="warn" id="incomplete">{esc(state["message"])}</p>'
+        f"<p>Its last words (pytest.log):</p><pre>{esc(words)}</pre><p>Not run: {esc(not_run)}</p>"
+    )
+
+
 def _seconds(value: float) -> str:
     return f"{value:.1f}" if value >= 0.1 else f"{value:.2f}"
 
@@ -262,7 +446,6 @@ def breakdown_html(report: dict[str, Any]) -> str:
 
 def render_html(report: dict[str, Any], report_dir: Path) -> str:
     esc = html.escape
-    gpu = report["gpu"]
     diagnosis = report.get("diagnosis") or {}
     rows = []
     for c in report["checks"]:
@@ -293,14 +476,6 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
             f"compared.</p><p>Regressions:</p><ul>{regs or '<li>none</li>'}</ul>"
             f"<p>Fingerprint parts that differ: {esc(changed)}</p>"
         )
-    no_gpu = (
-        ""
-        if diagnosis.get("gpu_found", gpu["available"])
-        else (
-            f'<p class="warn">No NVIDIA GPU found: '
-            f"{esc(str(diagnosis.get('no_gpu_reason') or gpu['reason']))}</p>"
-        )
-    )
     color = "#2a7" if report["verdict"] == "PASSED" else "#c33"
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
 <title>Smoke test {esc(report["created"])}: {report["verdict"]}</title><style>{_CSS}</style></head><body>
@@ -308,11 +483,14 @@ def render_html(report: dict[str, Any], report_dir: Path) -> str:
 <div class="banner" id="verdict" style="color:#fff;background:{color}">{report["verdict"]} ·
 level {esc(report["level"])} · backend {esc(report["backend"])} · {report["duration_s"]} s ·
 {esc(report["created"])}</div>
-{no_gpu}
+{_warnings_html(report)}
+{incomplete_html(report)}
 {_diagnosis_html(diagnosis)}
 <h2>Checks</h2>
 <table id="checks"><thead><tr><th>part</th><th>check</th><th>status</th><th>s</th><th>figures</th>
 <th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+{_devices_html(report, report_dir)}
+{_data_html(report)}
 {comp_html}
 {breakdown_html(report)}
 <h2>Plots</h2>{"".join(plots + extra) or "<p>none</p>"}
@@ -333,40 +511,26 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
     if report.get("time"):
         spent = ", ".join(f"{k} {v:.1f}" for k, v in report["time"].items() if v >= 0.05)
         lines.append(f"  time in the checks (s): {spent}")
-    gpu, diagnosis = report["gpu"], report.get("diagnosis") or {}
-    broken = _layer(diagnosis, diagnosis.get("first_broken") or "")
-    if diagnosis.get("staged_root"):
-        lines.append(
-            f"  !! staged root {diagnosis['staged_root']} (test hook GPU_DOCTOR_ROOT): not this machine"
-        )
-    if broken:
-        lines.append(
-            f"  !! GPU diagnosis: BROKEN at the {TITLES.get(broken['name'], broken['name'])} layer: "
-            f"{broken['cause']}"
-        )
-        lines.append(f"  !! run: {broken['remedy']}")
-    elif not diagnosis.get("gpu_found", gpu["available"]):
-        lines.append(f"  !! no NVIDIA GPU found: {diagnosis.get('no_gpu_reason') or gpu['reason']}")
-        lines.append(
-            "  !! everything that can run ran on the CPU"
-            + (" (REQUIRE_GPU=1: a failure)" if report["require_gpu"] else "")
-        )
+    lines += [f"  !! {w}" for w in warnings(report)]
+    state = report.get("incomplete")
+    if state and state.get("last_words"):
+        lines.append("  !! its last words (pytest.log):")
+        lines += [f"       {w[:150]}" for w in state["last_words"][-6:]]
+    lines += [f"  note: {note}" for note in report.get("notes") or []]  # the backend chosen, the warm-up
+    gpu = report["gpu"]
     if gpu["gpus"]:
-        names = ", ".join(str(g.get("name")) for g in gpu["gpus"])
+        models = [str(g.get("name")) for g in gpu["gpus"]]
+        names = ", ".join(
+            f"{models.count(m)}x {m}" if models.count(m) > 1 else m for m in dict.fromkeys(models)
+        )
         lines.append(
             f"  GPU: {names}; driver {gpu.get('driver_version')} (CUDA {gpu.get('cuda_driver_version')})"
         )
-    used = {}
-    for check in report["checks"]:
-        dataset = (check.get("details") or {}).get("dataset") or {}
-        if check["category"] == "workloads" and dataset.get("name"):
-            used.setdefault(dataset["name"], dataset)
-    for name, dataset in used.items():
-        if dataset.get("fallback"):
-            lines.append(
-                f"  !! the workloads trained on the fallback {name} ({dataset.get('source')}), NOT MNIST: no "
-                "MNIST was found (--data, Keras's cache or download) and Fashion-MNIST is not installed"
-            )
+    simulated = [d for d in report.get("devices") or [] if d.get("simulated")]
+    if simulated:
+        lines.append(f"  multi-GPU checks on {len(simulated)} simulated devices (XLA_FLAGS splits the CPU): "
+                     "they prove the method, not a speed")  # fmt: skip
+    used = list(dict.fromkeys(row["dataset"]["name"] for row in workload_data(report)))
     if used:
         lines.append(
             f"  data: {', '.join(used)} (judged by its own thresholds: workloads/harness/thresholds.toml)"

@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor import system as gpu_system
+from gpu_doctor.build import gpu_backend, gpu_capabilities
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
 from gpu_doctor.safe_read import read_bytes
-from smoke_tests import lifeline, report, timing, worker
+from smoke_tests import completion, lifeline, report, timing, warmup, worker
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import (
@@ -212,16 +214,8 @@ def _say(text: str, file: Any = None, end: str = "\n") -> None:
         print(text, file=file or sys.stdout, end=end, flush=True)
 
 
-def run_checks(
-    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int, relayed: Relayed | None = None
-) -> tuple[int | None, str]:
-    """Run pytest over the check modules in a child; returns (its exit code or None if killed, note); the
-    checks' records arrive in `relayed`. Everything the checks need goes on the child's command line as the
-    plugin's options (--smoke-*)."""
-    limits = level_settings(args.level)
-    results = out / "results.jsonl"
-    results.unlink(missing_ok=True)
-    read_fd, write_fd = os.pipe()
+def check_env(args: argparse.Namespace) -> dict[str, str]:
+    """The environment of the check process (and of the warm-up before it)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -230,6 +224,21 @@ def run_checks(
     }
     if args.isolation == "worker":
         env.update(worker.gpu_memory_env(os.environ))
+    return env
+
+
+def run_checks(
+    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int, relayed: Relayed | None = None
+) -> tuple[int | None, str]:
+    """Run pytest over the check modules in a child; returns (its exit code, -N when a signal killed it, or
+    None when the runner stopped it; the note that says why); the checks' records arrive in `relayed`.
+    Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
+    limits = level_settings(args.level)
+    results, journal = out / "results.jsonl", out / completion.JOURNAL
+    results.unlink(missing_ok=True)
+    journal.unlink(missing_ok=True)
+    read_fd, write_fd = os.pipe()
+    env = check_env(args)
     cmd = [
         sys.executable,
         "-m",
@@ -252,9 +261,11 @@ def run_checks(
         "-q",
         "--no-header",
         "-rN",
+        "--capture=tee-sys",  # native code writes to fd 2 uncaptured: a dying check's words reach pytest.log
         f"--smoke-out={out}",
         f"--smoke-level={args.level}",
         f"--smoke-results={results}",
+        f"--smoke-journal={journal}",
         f"--smoke-progress-fd={write_fd}",
         f"--smoke-seed={run_seed}",
         f"--smoke-isolation={args.isolation}",
@@ -268,7 +279,7 @@ def run_checks(
     relayed = relayed if relayed is not None else Relayed()
     relay = _relay(read_fd, relayed)
     log_read, log_write = os.pipe()
-    log = _log_pump(log_read, out / "pytest.log", relayed)
+    log = _log_pump(log_read, out / completion.LOG, relayed)
     # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
     # Through the lifeline: it dies with this runner however the runner ends (SIGKILL, a closed terminal).
     proc = subprocess.Popen(lifeline.command(cmd), stdout=log_write, stderr=subprocess.STDOUT, env=env,
@@ -279,9 +290,7 @@ def run_checks(
     stop_process_group(proc)  # whatever a check started and left behind
     relay.join(timeout=5)
     log.join(timeout=5)
-    if code is not None and code < 0:
-        code, note = None, f"the check process died (signal {-code}); see pytest.log"
-    return code, note
+    return code, note  # a negative code (killed by a signal) is judged by smoke_tests.completion
 
 
 # --- signals and the check process ------------------------------------------------------------------------
@@ -435,6 +444,7 @@ def build_report(
         "gpu": system,
         "diagnosis": diagnosis,
         "checks": checks,
+        "devices": report.devices(system, checks),
         "counts": report.counts(checks),
         "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
         "charts": [],
@@ -530,12 +540,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor(argv[1:], prog="python -m smoke_tests doctor")
     started, started_epoch = time.perf_counter(), time.time()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 1, not 2: TensorFlow's W-level lines carry its reasons ("Cannot dlopen some GPU libraries", "Can't find
+    # libdevice directory"); they reach a failing check's message and a dying check's last words.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = parse_args(argv)
     out: Path | None = None
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
     system: dict[str, Any] = {"available": False, "reason": "the GPU probe was interrupted", "gpus": []}
     diagnosis: dict[str, Any] = {}
+    notes: list[str] = []
     try:
         STOP.install()  # before the checks start, a stop signal ends the runner at once (Stopped)
         try:
@@ -552,12 +565,22 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"smoke_tests: error: {err}", file=sys.stderr)
             return getattr(err, "exit_code", EXIT_BAD_INPUT)
         found = probe_gpu_in_background()
+        # Decided once, here: the backend of every check and workload (the check process inherits it).
+        backend, why = gpu_backend(
+            os.environ.get("KERAS_BACKEND"), gpu_system.current().metadata, gpu_capabilities(found.to_dict())
+        )
+        if why:
+            os.environ["KERAS_BACKEND"] = backend
+            notes.append(why)
+            found = probe_gpu_in_background()
         system, diagnosis = found.nvml, found.to_dict()
         _say(f"smoke tests ({args.level}) -> {out}")
         if found.staged_root:
             hook = "(test hook GPU_DOCTOR_ROOT): not this machine's hardware"
             _say(f"  !! staged root {found.staged_root} {hook}")
         if note := _gpu_note(found):
+            _say(f"  note: {note}")
+        for note in notes:
             _say(f"  note: {note}")
         STOP.defer()
     except Stopped:
@@ -567,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"smoke_tests: interrupted by {STOP.name} before the report folder was made", file=sys.stderr
             )
             return 128 + (STOP.signum or 0)
+    os.environ.update(warmup.cuda_cache_env(os.environ))  # the driver's compiled kernels outlive the run
+    warm = None
+    if STOP.signum is None:
+        with contextlib.suppress(OSError):  # its progress lines to a terminal that is gone (SIGHUP)
+            warm = warmup.warm_up(diagnosis, check_env(args), lambda: STOP.signum is not None)
+    if warm and not warm.get("interrupted"):
+        done = f"cached in {warm['cache']}" if warm.get("cache") else f"failed: {warm.get('error')}"
+        notes.append(f"{warm['what']}: {warm.get('seconds')} s before the checks (untimed), {done}")
     launched = time.time()
     relayed = Relayed()
     if STOP.signum is None:
@@ -579,19 +610,15 @@ def main(argv: list[str] | None = None) -> int:
         system = json.loads(_read_back(out / "system.json"))
     with contextlib.suppress(OSError, ValueError):
         diagnosis = json.loads(_read_back(out / "diagnosis.json"))
-    if note:
-        checks.append(
-            {
-                "id": "suite",
-                "name": "suite",
-                "category": "suite",
-                "status": "error",
-                "duration_s": 0,
-                "message": note,
-            }
-        )
+    # A run that did not finish (the check process died, was stopped, or left checks unrun) is never a pass.
+    incomplete = completion.unfinished(out, checks, code, note)
+    if incomplete:
+        checks += completion.records(incomplete, interrupted=bool(interrupted))
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
                         (started_epoch, launched), run_seed, relayed.lost)  # fmt: skip
+    if incomplete:
+        data["incomplete"] = incomplete
+    data["notes"], data["warmup"] = notes, warm
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"
@@ -604,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 128 + (STOP.signum or 0)
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.
-    if code in (2, 3, 4, 5):
+    if code in (2, 3, 4, 5) and not incomplete:
         _say(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
              file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT

@@ -2,10 +2,11 @@
 the file $SMOKE_SETTINGS names (a machine's own levels). Read by the runner and by its check process.
 
 A file of one's own is checked against the shipped one, which is its schema: the same sections and keys
-(each level with every key of the shipped levels, a new level allowed), each value of the shipped value's
-type, and every number that is positive in the shipped file positive in it too (a time-out of 0 or -5 s is
-refused), so that a mistake is one line before anything runs, never a traceback or a hang mid-run. It is
-read without blocking and up to a size cap: a FIFO or /dev/zero named there is refused at once.
+(each level with every key of the shipped levels, a new level allowed, the OPTIONAL sections left out if
+need be), each value of the shipped value's type, and every number that is positive in the shipped file
+positive in it too (a time-out of 0 or -5 s is refused), so that a mistake is one line before anything runs,
+never a traceback or a hang mid-run. It is read without blocking and up to a size cap: a FIFO or /dev/zero
+named there is refused at once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ HERE = Path(__file__).resolve().parent
 SHIPPED = HERE / "settings.toml"
 DEFAULT_LEVEL = "quick"
 MAX_SETTINGS_BYTES = 1 << 20  # a settings file is a few kilobytes
+# Sections a level of one's own may leave out (checked like the shipped ones when present): only the
+# multi-GPU checks read [levels.NAME.multi_gpu], and only on a machine with more than one device.
+OPTIONAL = ("multi_gpu",)
 READ_TIMEOUT_S = 5.0
 
 
@@ -58,7 +62,11 @@ def _check(own: dict[str, Any], shipped: dict[str, Any], what: str) -> None:
     levels = own.get("levels")
     if not isinstance(levels, dict) or not levels:
         raise SettingsError(f"{what}: no [levels.NAME] table")
-    template = {**shipped, "levels": dict.fromkeys(levels, shipped["levels"][DEFAULT_LEVEL])}
+    like = shipped["levels"][DEFAULT_LEVEL]
+    template = {**shipped, "levels": {
+        name: {k: v for k, v in like.items() if k not in OPTIONAL or (isinstance(level, dict) and k in level)}
+        for name, level in levels.items()
+    }}  # fmt: skip
     _check_value(own, template, what, "")
 
 

@@ -117,15 +117,16 @@ class Window:
 
 
 @contextmanager
-def timed_window(check: Any, label: str, gpu: bool) -> Iterator[Window]:
-    """Sample NVML telemetry during a timed window (GPU only) and keep it in the check's record."""
+def timed_window(check: Any, label: str, gpu: bool, index: int = 0) -> Iterator[Window]:
+    """Sample NVML telemetry of GPU ``index`` (NVML's index of the GPU the framework computes on) during a
+    timed window (GPU only) and keep it in the check's record."""
     window = Window(label)
     if not gpu:
         yield window
         return
     from gpu_doctor.nvml import TelemetrySampler
 
-    with TelemetrySampler(interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
+    with TelemetrySampler(index, interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
         yield window
     window.samples = sampler.samples
     check.add_telemetry(label, sampler.samples)

@@ -73,3 +73,22 @@ def run_workloads(
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def python_without_tensorflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An environment from the lock without TensorFlow (JAX only), as on the lent GPU machines: made once."""
+    uv = shutil.which("uv") or str(REPO / ".cache/uv/bin/uv")
+    require(Path(uv).is_file(), "uv (make setup bootstraps it)")
+    venv = tmp_path_factory.mktemp("no-tensorflow") / "venv"
+    proc = subprocess.run(
+        [uv, "sync", "--frozen", "--no-dev", "--extra", "jax", "--no-install-package", "tensorflow",
+         "--python", "/usr/bin/python3"],
+        cwd=REPO, capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    python = venv / "bin" / "python"
+    probe = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True, check=False)
+    assert "No module named 'tensorflow'" in probe.stderr, "the environment must not have TensorFlow"
+    return python

@@ -26,7 +26,7 @@ def fake_run_venv(where: Path) -> Path:
                       '\'import json, sys; json.dump(sys.argv[2:], open(sys.argv[1], "w"))\' '
                       f'{shlex.quote(str(where / "args.json"))} "$@"\n')  # fmt: skip
     python.chmod(0o755)
-    (venv / ".synced").touch()  # newer than uv.lock and pyproject.toml: no sync
+    (venv / ".synced-jax").touch()  # the stamp of EXTRAS=jax, newer than what it depends on: no sync
     return venv
 
 
@@ -37,7 +37,7 @@ def test_make_smoke_test_hands_data_and_baseline_over_as_one_argument(tmp_path: 
     value = value.format(owned=owned)
     venv = fake_run_venv(tmp_path)
     proc = subprocess.run(
-        ["make", "--no-print-directory", "smoke-test", f"RUN_VENV={venv}", "UV=/bin/true",
+        ["make", "--no-print-directory", "smoke-test", f"RUN_VENV={venv}", "EXTRAS=jax", "UV=/bin/true",
          f"DATA={value}", f"BASELINE={value}.json", "LEVEL=quick"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

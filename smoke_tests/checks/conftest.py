@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gpu_doctor import Diagnosis, diagnose
+from gpu_doctor import Diagnosis, devices, diagnose
 from gpu_doctor import system as gpu_system
 from smoke_tests import framework_ops
-from smoke_tests.plugin import SmokeOptions, options
+from smoke_tests.plugin import CheckRecord, SmokeOptions, options
 from smoke_tests.settings import level_settings, settings
 from smoke_tests.worker import WorkloadWorker
 
@@ -29,6 +30,10 @@ _WORKER = pytest.StashKey[tuple[WorkloadWorker, str]]()
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     items = [i for i in session.items if i.nodeid.split("::")[0].endswith(WORKLOAD_MODULE)]
+    # A level without workloads leaves one item with an empty parameter set (skipped): no worker for it.
+    items = [
+        i for i in items if isinstance(getattr(getattr(i, "callspec", None), "params", {}).get("name"), str)
+    ]
     opts = options(session.config)
     if not items or opts.isolation != "worker":
         return
@@ -112,6 +117,29 @@ def system(diagnosis: Diagnosis) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def framework_gpus() -> list[str]:
     return framework_ops.gpu_devices()
+
+
+@pytest.fixture(scope="session")
+def framework_gpu(diagnosis: Diagnosis) -> dict[str, Any]:
+    """The physical GPU the framework calls GPU 0 (CUDA ordinal 0): its NVML index, PCI bus id, UUID and name,
+    from the CUDA driver layer's devices matched to NVML by bus id (gpu_doctor.devices); {} when there is
+    none.
+    NVML's GPU 0 is another GPU whenever CUDA orders them differently or CUDA_VISIBLE_DEVICES picks one."""
+    cuda = diagnosis.layer("cuda_driver").facts.get("devices") or []
+    gpus = diagnosis.nvml.get("gpus", [])
+    if cuda:
+        return devices.physical(cuda, gpus, 0)
+    shown = devices.visible(gpus, os.environ).gpus
+    keys = ("index", "pci_bus_id", "uuid", "name")
+    return {"cuda_ordinal": 0, **{k: shown[0].get(k) for k in keys}} if shown else {}
+
+
+@pytest.fixture(autouse=True)
+def _where_it_ran(request: pytest.FixtureRequest, check: CheckRecord) -> None:
+    """Every check that computes says which physical GPU it ran on (NVML index, bus id, UUID), or the CPU."""
+    if "device" in request.fixturenames:
+        on_gpu = request.getfixturevalue("device") == "gpu"
+        check.detail("ran_on", request.getfixturevalue("framework_gpu") if on_gpu else "cpu")
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ LAYERS = (
     "kernel_module",
     "device_nodes",
     "nvml",
+    "health",
     "cuda_driver",
     "cuda_libraries",
     "memory",
     "framework",
-    "health",
+    "containers",
 )
 
 

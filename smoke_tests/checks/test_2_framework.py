@@ -10,15 +10,19 @@ from typing import Any
 import numpy as np
 import pytest
 
+from gpu_doctor.build import installed_build
 from gpu_doctor.framework import explain_failure
+from gpu_doctor.system import InstalledMetadata
 from smoke_tests import framework_ops
 from smoke_tests.plugin import CheckRecord
 from smoke_tests.settings import settings
 
 
 def explain(err: BaseException, system: dict[str, Any]) -> str:
-    """The error's first line and the layer it points at (gpu_doctor's rules: memory before libraries)."""
-    cause, remedy = explain_failure(f"{type(err).__name__}: {err}", system, "make setup (the gpu extra)")
+    """The error's first line and the layer it points at (gpu_doctor's rules: memory before libraries); the
+    remedy installs the GPU libraries into this environment (gpu_doctor.environment)."""
+    install = installed_build(framework_ops.name(), InstalledMetadata()).install_gpu
+    cause, remedy = explain_failure(f"{type(err).__name__}: {err}", system, install)
     return f"{cause} (run: {remedy})"
 
 

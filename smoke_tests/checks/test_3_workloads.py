@@ -82,6 +82,7 @@ def test_workload(
     seed: int,
     workload_data: tuple[Path | None, str],
     workload_worker: WorkloadWorker | None,
+    framework_gpu: dict[str, Any],
 ) -> None:
     out = report_dir / "workloads" / name
     data, origin = workload_data
@@ -116,6 +117,9 @@ def test_workload(
     assert result is not None, f"workload {name} wrote no result.json (exit {outcome.exit}: {tail[0][:200]})"
     code = outcome.exit
     check.detail("dataset", result.get("dataset"))
+    on_gpu = "GPU" in str(result.get("device", "")).upper()
+    check.detail("ran_on", framework_gpu if on_gpu and framework_gpu else "cpu")
+    check.detail("regime", (result.get("hyperparameters") or {}).get("regime"))
     check.detail("thresholds", result.get("thresholds"))
     higher = ("transfer_margin", "pointing_game")
     for metric, value in (result.get("metrics") or {}).items():

@@ -27,8 +27,12 @@ from smoke_tests.speed import (
 )
 
 
-def _gpu0(system: dict[str, Any]) -> dict[str, Any]:
-    return system["gpus"][0] if system["gpus"] else {}
+def _gpu0(system: dict[str, Any], framework_gpu: dict[str, Any]) -> dict[str, Any]:
+    """NVML's facts of the GPU the framework computes on (its GPU 0: not always NVML's GPU 0)."""
+    index = framework_gpu.get("index")
+    return next(
+        (g for g in system["gpus"] if g.get("index") == index), system["gpus"][0] if system["gpus"] else {}
+    )
 
 
 def _time_warmup_and_repeats(check: CheckRecord, seconds: float, repeats: list[float]) -> None:
@@ -39,9 +43,15 @@ def _time_warmup_and_repeats(check: CheckRecord, seconds: float, repeats: list[f
 
 @pytest.mark.parametrize("precision", framework_ops.PRECISIONS)
 def test_matmul_tflops(
-    precision: str, check: CheckRecord, level: dict[str, Any], system: dict[str, Any], device: str, seed: int
+    precision: str,
+    check: CheckRecord,
+    level: dict[str, Any],
+    system: dict[str, Any],
+    device: str,
+    seed: int,
+    framework_gpu: dict[str, Any],
 ) -> None:
-    gpu = _gpu0(system)
+    gpu = _gpu0(system, framework_gpu)
     if precision != "fp32":
         if device != "gpu":
             pytest.skip(f"n/a: no GPU ({precision} is measured on GPUs only)")
@@ -55,7 +65,7 @@ def test_matmul_tflops(
     run = framework_ops.matmul_runner(n, precision, device, steps, seed)
     check.time("data", time.perf_counter() - started)
     started = time.perf_counter()
-    with timed_window(check, f"matmul {precision}", device == "gpu") as window:
+    with timed_window(check, f"matmul {precision}", device == "gpu", gpu.get("index", 0)) as window:
         times = time_repeats(run, repeats)
     _time_warmup_and_repeats(check, time.perf_counter() - started, times)
     stats = summarize([2 * n**3 * steps / t / 1e12 for t in times])
@@ -82,16 +92,21 @@ def test_matmul_tflops(
 
 
 def test_host_to_device_bandwidth(
-    check: CheckRecord, need_gpu: None, level: dict[str, Any], system: dict[str, Any]
+    check: CheckRecord,
+    need_gpu: None,
+    level: dict[str, Any],
+    system: dict[str, Any],
+    framework_gpu: dict[str, Any],
 ) -> None:
     mib, steps = level["h2d_mib"], level["h2d_steps"]
     run = framework_ops.h2d_runner(mib, steps)
     started = time.perf_counter()
-    with timed_window(check, "host-to-device copy", True) as window:
+    gpu = _gpu0(system, framework_gpu)
+    with timed_window(check, "host-to-device copy", True, gpu.get("index", 0)) as window:
         times = time_repeats(run, level["repeats"])
     _time_warmup_and_repeats(check, time.perf_counter() - started, times)
     stats = summarize([mib * 2**20 * steps / t / 1e9 for t in times])
-    pcie = _gpu0(system).get("pcie", {})
+    pcie = gpu.get("pcie", {})
     link = pcie_theoretical_gbs(pcie.get("gen_max"), pcie.get("width_max"))
     check.figure(
         "h2d_gbs", stats["median"], "GB/s", better="higher", spread=stats["spread"], pcie_theoretical_gbs=link
@@ -206,6 +221,7 @@ def test_training_ladder(
     device: str,
     seed: int,
     workload_data: tuple[Path | None, str],
+    framework_gpu: dict[str, Any],
 ) -> None:
     started = time.perf_counter()
     x, y = _ladder_data(workload_data[0], level["ladder_train_images"], seed)
@@ -221,7 +237,9 @@ def test_training_ladder(
         if cfg.get("spe") == "level":
             cfg["spe"] = level["ladder_steps_per_execution"][device]
         started = time.perf_counter()
-        with timed_window(check, f"ladder: {label}", device == "gpu") as window:
+        with timed_window(
+            check, f"ladder: {label}", device == "gpu", framework_gpu.get("index", 0)
+        ) as window:
             stats = summarize(_rung_images_per_s(cfg, x, y, level, device, seed, check))
         wall = time.perf_counter() - started
         windows[window.label] = window.samples

@@ -9,18 +9,22 @@ changes one thing and runs the real probing code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import threading
 import types
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pynvml
 
-from gpu_doctor import rules
+from gpu_doctor import environment, loader, rules
+from gpu_doctor.loader import Elf
 from gpu_doctor.system import Boundary
 from tests.smoke.fake_nvml import FakeNvml
+from tests.smoke.fake_nvml import bus_id as fake_bus_id
+from tests.smoke.fake_nvml import uuid as fake_uuid
 
 # tensorflow 2.21.0's Requires-Dist for its [and-cuda] extra (importlib.metadata.requires("tensorflow")).
 TF_AND_CUDA = [
@@ -49,6 +53,12 @@ WHEELS = {
     "nvidia-nccl-cu12": ("2.28.3", "nccl", ["libnccl.so.2"]),
     "nvidia-nvjitlink-cu12": ("12.9.86", "nvjitlink", ["libnvJitLink.so.12"]),
 }
+# The RUNPATH of tensorflow 2.21.0's libtensorflow_framework.so.2 (readelf -d, no duplicates): no cusolver.
+TF_RUNPATH = tuple(
+    f"$ORIGIN/{up}nvidia/{part}/lib"
+    for part in ("nccl", "cuda_cupti", "cublas", "cudnn", "cufft", "cusparse", "cuda_runtime", "nvshmem")
+    for up in ("../../", "../")
+)
 H100_PCI_ID = "2330"
 # The NVML answers of a 570 driver (CUDA 12.8): TensorFlow 2.21's compute_90 PTX runs on it.
 H100_NVML = {
@@ -126,21 +136,61 @@ class FakeLoader:
 
 
 class FakeCuda:
-    """libcuda.so.1: the driver API functions the CUDA layer calls, with ctypes' byref semantics. The PTX JIT
-    accepts PTX up to the ISA of the driver's own CUDA, like the real driver (else 222)."""
+    """libcuda.so.1: the driver API functions the CUDA layer calls, with ctypes' byref semantics.
+
+    Like the real driver: the devices are ordered fastest first (here: by compute capability, then bus id)
+    or by PCI bus id under CUDA_DEVICE_ORDER=PCI_BUS_ID, then CUDA_VISIBLE_DEVICES (read from ``env`` at
+    cuInit: indices into that order, GPU UUIDs or unique prefixes; the list stops at the first entry that
+    names no device) picks and renumbers them. The PTX JIT accepts PTX up to the ISA of the driver's own
+    CUDA (else 222). ``devices``: (name, (major, minor)) or (name, (major, minor), bus id, UUID); by
+    default the bus ids and UUIDs of tests/smoke/fake_nvml.py's GPU 0, 1, ... ``hang``: functions that
+    block until ``release()``."""
 
     def __init__(
         self,
         driver: int = 12080,
-        devices: list[tuple[str, tuple[int, int]]] | None = None,
+        devices: list[tuple[Any, ...]] | None = None,
         init_rc: int = 0,
         count: int | None = None,
+        hang: tuple[str, ...] = (),
     ) -> None:
-        self.driver, self.init_rc, self.count = driver, init_rc, count
-        self.devices = devices if devices is not None else [("NVIDIA H100 80GB HBM3", (9, 0))]
-        self.jit: list[str] = []
+        self.driver, self.init_rc, self.count, self.hang = driver, init_rc, count, hang
+        listed = devices if devices is not None else [("NVIDIA H100 80GB HBM3", (9, 0))]
+        self.devices = [
+            (d[0], d[1], d[2] if len(d) > 2 else fake_bus_id(i), d[3] if len(d) > 3 else fake_uuid(i))
+            for i, d in enumerate(listed)
+        ]
+        self.env: dict[str, str] = {}
+        self.visible = list(self.devices)
+        self.jit: list[tuple[int, str]] = []  # (ordinal, PTX) of each JIT
+        self.released = threading.Event()
+
+    def _wait_if_hung(self, name: str) -> None:
+        if name in self.hang:
+            self.released.wait(3600)
+
+    def release(self) -> None:
+        self.released.set()
 
     def cuInit(self, flags: int) -> int:
+        self._wait_if_hung("cuInit")
+        ordered = sorted(self.devices, key=lambda d: d[2])
+        if self.env.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+            ordered = sorted(ordered, key=lambda d: tuple(-x for x in d[1]))  # "fastest" first, stable by bus
+        value = self.env.get("CUDA_VISIBLE_DEVICES")
+        if value is None:
+            self.visible = ordered
+        else:
+            self.visible = []
+            for entry in (e.strip() for e in value.split(",")):
+                hits = [d for d in ordered if entry.upper().startswith("GPU-") and d[3].startswith(entry)]
+                pick = ordered[int(entry)] if entry.isdigit() and int(entry) < len(ordered) else (
+                    hits[0] if len(hits) == 1 else None)  # fmt: skip
+                if pick is None or pick in self.visible:
+                    break
+                self.visible.append(pick)
+        if self.init_rc == 0 and not self.visible:
+            return 100  # CUDA_ERROR_NO_DEVICE
         return self.init_rc
 
     def cuDriverGetVersion(self, ref: Any) -> int:
@@ -148,26 +198,36 @@ class FakeCuda:
         return 0
 
     def cuDeviceGetCount(self, ref: Any) -> int:
-        ref._obj.value = len(self.devices) if self.count is None else self.count
+        ref._obj.value = len(self.visible) if self.count is None else self.count
         return 0
 
-    def cuDeviceGet(self, ref: Any, index: int) -> int:
-        if index >= len(self.devices):
+    def cuDeviceGet(self, ref: Any, ordinal: int) -> int:
+        if ordinal >= len(self.visible):
             return 101  # CUDA_ERROR_INVALID_DEVICE
-        ref._obj.value = index
+        ref._obj.value = ordinal
         return 0
 
     def cuDeviceGetAttribute(self, ref: Any, attribute: int, dev: Any) -> int:
-        cc = self.devices[dev.value][1]
+        self._wait_if_hung("cuDeviceGetAttribute")
+        cc = self.visible[dev.value][1]
         ref._obj.value = cc[0] if attribute == 75 else cc[1]
         return 0
 
     def cuDeviceGetName(self, buffer: Any, size: int, dev: Any) -> int:
-        buffer.value = self.devices[dev.value][0].encode()
+        buffer.value = self.visible[dev.value][0].encode()
+        return 0
+
+    def cuDeviceGetPCIBusId(self, buffer: Any, size: int, dev: Any) -> int:
+        buffer.value = self.visible[dev.value][2].upper().encode()  # the driver writes "0000:01:00.0"
+        return 0
+
+    def cuDeviceGetUuid_v2(self, buffer: Any, dev: Any) -> int:
+        buffer.raw = bytes.fromhex(self.visible[dev.value][3].removeprefix("GPU-").replace("-", ""))
         return 0
 
     def cuDevicePrimaryCtxRetain(self, ref: Any, dev: Any) -> int:
         ref._obj.value = 1
+        self._ordinal = dev.value
         return 0
 
     def cuCtxPushCurrent_v2(self, ctx: Any) -> int:
@@ -175,7 +235,7 @@ class FakeCuda:
 
     def cuModuleLoadData(self, ref: Any, ptx: Any) -> int:
         text = ptx.value.decode()
-        self.jit.append(text)
+        self.jit.append((self._ordinal, text))
         isa = re.search(r"\.version (\d+\.\d+)", text).group(1)
         driver_isa = (
             rules.ptx_isa(rules.cuda_from_int(self.driver)) or "0.0"
@@ -195,42 +255,13 @@ class FakeCuda:
         return 0
 
 
-def fake_tensorflow(gpus: list[str], log: str = "", fail: str | None = None, cuda_build: bool = True) -> Any:
-    """The part of TensorFlow the framework and compute layers use. ``log`` is written to file descriptor 2
-    when
-    the GPUs are listed (as TensorFlow's C++ logging does); ``fail`` is raised by the first GPU operation."""
-    tf = types.SimpleNamespace(__version__="2.21.0")
-    tf.sysconfig = types.SimpleNamespace(
-        get_build_info=lambda: {"is_cuda_build": cuda_build, "cuda_version": "12.5.1"}
-    )
-
-    def list_physical_devices(kind: str) -> list[Any]:
-        if log:
-            os.write(2, log.encode())
-        return [types.SimpleNamespace(name=n) for n in gpus]
-
-    tf.config = types.SimpleNamespace(list_physical_devices=list_physical_devices)
-
-    @contextmanager
-    def device(name: str) -> Any:
-        yield
-
-    def constant(value: Any) -> Any:
-        if fail:
-            raise RuntimeError(fail)
-        return value
-
-    tf.device, tf.constant = device, constant
-    return tf
-
-
-def fake_jax(error: str | None = None, gpus: list[str] | None = None) -> Any:
-    def devices(kind: str) -> list[str]:
-        if error:
-            raise RuntimeError(error)
-        return gpus or []
-
-    return types.SimpleNamespace(__version__="0.10.2", devices=devices)
+# --- The frameworks, as modules the doctor's child process imports ------------------------------------------
+# tests/gpu_doctor/fake_frameworks/{tensorflow,jax}: real files on the child's sys.path
+# (Boundary.python_path), doing what a JSON spec says (KW_FAKE_FRAMEWORK names it). TensorFlow's stand-in logs
+# like the real one: a line of level I/W/E only when TF_CPP_MIN_LOG_LEVEL lets it through (checked against
+# TensorFlow 2.21 itself in tests/gpu_doctor/test_framework_words.py).
+FAKE_FRAMEWORKS = Path(__file__).resolve().with_name("fake_frameworks")
+SPEC_VARIABLE = "KW_FAKE_FRAMEWORK"
 
 
 class Machine:
@@ -242,12 +273,20 @@ class Machine:
         self.nvml: Any = FakeNvml()
         self.cuda: Any = FakeCuda()
         self.loader = FakeLoader()
-        self.system_libraries: dict[str, str] = {}  # find_library("cudnn") -> "libcudnn.so.9"
+        self.system_libraries: dict[str, str] = {}  # the loader cache: "libcudnn.so.9" -> its path
+        self.elfs: dict[str, Elf] = {}  # path -> the dynamic section the loader reads (RUNPATH)
         self.metadata = FakeMetadata()
-        self.modules: dict[str, Any] = {}
+        self.modules: dict[str, Any] = {}  # what the doctor's own process imports (it imports no framework)
+        self.timeouts: dict[str, float] = {}  # shorter time limits for the staged hangs
         for d in ("sys/bus/pci/devices", "proc/sys/kernel", "dev", "lib/modules", "site-packages"):
             self.path(d).mkdir(parents=True, exist_ok=True)
         self.write("proc/sys/kernel/osrelease", "6.8.0-45-generic")
+        # The doctor runs in a checkout's .venv-run (make doctor), with the project and its loader hook in it.
+        self.write("checkout/Makefile")
+        self.write("checkout/pyproject.toml", f'[project]\nname = "{environment.PROJECT}"\n')
+        self.prefix = self.path("checkout/.venv-run")
+        self.metadata.versions[environment.PROJECT] = "0.1.0"
+        self.metadata.file_lists[environment.PROJECT] = [self.write(f"site-packages/{loader.HOOK_FILE}")]
 
     # --- files ---------------------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:
@@ -268,12 +307,24 @@ class Machine:
                 child.unlink() if not child.is_dir() or child.is_symlink() else child.rmdir()
             p.rmdir()
 
-    def pci_device(self, address: str, vendor: str, cls: str, device: str, driver: str | None) -> None:
+    def pci_device(
+        self, address: str, vendor: str, cls: str, device: str, driver: str | None, width: int = 16
+    ) -> None:
+        """A PCI function; ``width``: its own maximum link width (sysfs max_link_width, its capability)."""
         base = f"sys/bus/pci/devices/{address}"
         self.write(f"{base}/vendor", vendor + "\n")
         self.write(f"{base}/class", cls + "\n")
         self.write(f"{base}/device", f"0x{device}\n")
+        self.write(f"{base}/max_link_width", f"{width}\n")
+        self.write(f"{base}/current_link_width", f"{width}\n")
         self.bind(address, driver)
+
+    def kernel_log(self, *messages: str, at_s: float = 100.0, uptime_s: float = 160.0) -> None:
+        """/dev/kmsg as the kernel gives it: one "prio,seq,usec,flags;message" record a line, logged ``at_s``
+        seconds after boot; /proc/uptime says ``uptime_s``."""
+        usec = int(at_s * 1e6)
+        self.write("dev/kmsg", "".join(f"6,{i},{usec + i},-;{m}\n" for i, m in enumerate(messages)))
+        self.write("proc/uptime", f"{uptime_s:.2f} {uptime_s * 1.5:.2f}\n")
 
     def bind(self, address: str, driver: str | None) -> None:
         link = self.path(f"sys/bus/pci/devices/{address}/driver")
@@ -311,6 +362,9 @@ class Machine:
     def install_tensorflow(self, version: str = "2.21.0", and_cuda: bool = True) -> None:
         self.metadata.versions["tensorflow"] = version
         self.metadata.requirements["tensorflow"] = list(TF_AND_CUDA)
+        framework = self.write("site-packages/tensorflow/libtensorflow_framework.so.2")
+        self.metadata.file_lists["tensorflow"] = [framework]
+        self.elfs[str(framework)] = Elf(soname=framework.name, runpath=TF_RUNPATH)
         if and_cuda:
             for package in WHEELS:
                 self.install_wheel(package)
@@ -329,6 +383,17 @@ class Machine:
 
     def uninstall(self, package: str) -> None:
         self.metadata.versions.pop(package, None)
+        for f in self.metadata.file_lists.pop(package, []):
+            f.unlink(missing_ok=True)
+
+    def framework(self, name: str, **spec: Any) -> None:
+        """What the stand-in framework ``name`` does in the doctor's child process: gpus (its GPU list), log
+        (lines it logs while listing them: "W0000 ...", filtered by TF_CPP_MIN_LOG_LEVEL like TensorFlow),
+        error (JAX: the exception of jax.devices), fail / abort / hang / wrong (what its first GPU computation
+        does: raise this message, write this and abort, never return, return wrong numbers), compute_log, and
+        at ("first": the first GPU operation, "xla": the XLA-compiled function, "import": the import)."""
+        spec_file = self.write(f"fake_frameworks/{name}.json", json.dumps(spec))
+        self.env[SPEC_VARIABLE] = str(spec_file.parent)
 
     def boundary(self) -> Boundary:
         return Boundary(
@@ -337,15 +402,26 @@ class Machine:
             nvml=lambda: self.nvml,
             cuda=self._cuda,
             load_library=self.loader,
-            find_library=self.system_libraries.get,
+            elf=lambda path: self.elfs.get(os.path.normpath(path)),
+            ld_cache=lambda: dict(self.system_libraries),
             metadata=self.metadata,
             import_module=self._import,
+            python_path=(str(FAKE_FRAMEWORKS),),
+            timeouts=self.timeouts,
+            prefix=self.prefix,
             staged=True,
         )
+
+    def release(self) -> None:
+        """Let every staged hang end (a test's clean-up)."""
+        for part in (self.nvml, self.cuda):
+            if hasattr(part, "release"):
+                part.release()
 
     def _cuda(self) -> Any:
         if isinstance(self.cuda, OSError):
             raise self.cuda
+        self.cuda.env = self.env
         return self.cuda
 
     def _import(self, name: str) -> Any:
@@ -365,7 +441,24 @@ class Machine:
         m.nvml = FakeNvml(**H100_NVML)
         m.cuda = FakeCuda(driver=12080)
         m.install_tensorflow()
-        m.modules["tensorflow"] = fake_tensorflow(["/physical_device:GPU:0"])
+        m.framework("tensorflow", gpus=["/physical_device:GPU:0"])
+        m.kernel_log("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  570.133.20")
+        return m
+
+    @classmethod
+    def two_gpus(cls, root: Path, gpus: list[tuple[str, str, tuple[int, int]]]) -> Machine:
+        """A healthy machine with two GPUs, (name, PCI device id, compute capability) each, at bus 01 and 41
+        (NVML's GPU 0 and 1, tests/smoke/fake_nvml.py's bus ids and UUIDs)."""
+        m = cls.healthy_h100(root)
+        m.remove("sys/bus/pci/devices/0000:01:00.0")
+        for i, (_, pci_id, _) in enumerate(gpus):
+            m.pci_device(fake_bus_id(i), "0x10de", "0x030200", pci_id, "nvidia")
+        m.device_nodes(gpus=len(gpus))
+        per_gpu = {i: {"nvmlDeviceGetName": name, "nvmlDeviceGetCudaComputeCapability": cc}
+                   for i, (name, _, cc) in enumerate(gpus)}  # fmt: skip
+        m.nvml = FakeNvml(gpus=len(gpus), per_gpu=per_gpu, **H100_NVML)
+        m.cuda = FakeCuda(driver=12080, devices=[(name, cc) for name, _, cc in gpus])
+        m.framework("tensorflow", gpus=[f"/physical_device:GPU:{i}" for i in range(len(gpus))])
         return m
 
 

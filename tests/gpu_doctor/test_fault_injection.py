@@ -1,8 +1,9 @@
 """Fault injection: each failure mode users report, staged at the operating-system boundary only (a fake PCI
-tree, fake /proc and /dev entries, fake NVML and libcuda return codes, environment variables, a library path
-with a missing or older library), then diagnosed by the real probing code through the real CLI
-(`python -m gpu_doctor`'s main). Each case asserts the layer, the cause, the remedy and the exit code, and
-cites the public issue it comes from."""
+tree, fake /proc and /dev entries, the kernel log, fake NVML and libcuda return codes and hangs, environment
+variables, a library path with a missing or older library, a stand-in framework imported by the doctor's real
+child process), then diagnosed by the real probing code through the real CLI (`python -m gpu_doctor`'s main).
+Each case asserts the layer, the cause, the remedy and the exit code, and cites the public issue it comes
+from."""
 
 from __future__ import annotations
 
@@ -20,8 +21,6 @@ from tests.gpu_doctor.staging import (
     FakeCuda,
     Machine,
     container_without_gpus,
-    fake_jax,
-    fake_tensorflow,
     libcuda_not_mounted,
     nvml_error,
 )
@@ -154,8 +153,9 @@ def cudnn_init_fails_while_memory_is_held(m: Machine) -> None:
     mem = types.SimpleNamespace(total=80 * 2**30, used=60 * 2**30, free=20 * 2**30)
     procs = [types.SimpleNamespace(pid=4242, usedGpuMemory=60 * 2**30)]
     _nvml(m, nvmlDeviceGetMemoryInfo=mem, nvmlDeviceGetComputeRunningProcesses=procs)
-    m.modules["tensorflow"] = fake_tensorflow(
-        ["/physical_device:GPU:0"],
+    m.framework(
+        "tensorflow",
+        gpus=["/physical_device:GPU:0"],
         fail="Failed to get convolution algorithm. This is probably because cuDNN failed to initialize, "
         "so try looking to see if a warning log message was printed above.",
     )
@@ -202,18 +202,153 @@ def jax_reason(m: Machine) -> None:
     m.cuda = FakeCuda(driver=13000)
     m.env["KERAS_BACKEND"] = "jax"
     m.metadata.versions.update({"jax": "0.10.2", "jaxlib": "0.10.2", "jax-cuda13-plugin": "0.10.2"})
-    m.modules["jax"] = fake_jax(
-        "Unable to initialize backend 'cuda': FAILED_PRECONDITION: No visible GPU devices. (you may need "
-        "to uninstall the failing plugin package, or set JAX_PLATFORMS=cpu to skip this backend.)"
+    m.framework(
+        "jax",
+        error="Unable to initialize backend 'cuda': FAILED_PRECONDITION: No visible GPU devices. (you may "
+        "need to uninstall the failing plugin package, or set JAX_PLATFORMS=cpu to skip this backend.)",
     )
 
 
 def tensorflow_cannot_dlopen(m: Machine) -> None:
-    m.modules["tensorflow"] = fake_tensorflow(
-        [],
-        log="W0000 gpu_device.cc:2344] Cannot dlopen some GPU libraries. Please make sure the missing "
-        "libraries mentioned above are installed properly.\n",
+    # A W-level line, as TensorFlow 2.21 logs it: dropped at TF_CPP_MIN_LOG_LEVEL=2 (test_framework_words.py).
+    m.framework(
+        "tensorflow",
+        gpus=[],
+        log=[
+            "W0000 00:00:1753232013.685876   24341 gpu_device.cc:2344] Cannot dlopen some GPU libraries. "
+            "Please make sure the missing libraries mentioned above are installed properly if you would like "
+            "to use GPU. Skipping registering GPU devices..."
+        ],
     )
+
+
+# --- 2025-2026: Blackwell, CUDA 13, open kernel modules, hangs, Xid, containers -----------------------------
+def _one_gpu(m: Machine, name: str, pci_id: str, cc: tuple[int, int], driver: str = "580.65.06") -> None:
+    """The staged GPU replaced by another model, on a driver of branch 580 (CUDA 13.0)."""
+    m.write("sys/bus/pci/devices/0000:01:00.0/device", f"0x{pci_id}\n")
+    _nvml(m, nvmlDeviceGetName=name, nvmlDeviceGetCudaComputeCapability=cc, nvmlSystemGetDriverVersion=driver,
+          nvmlSystemGetCudaDriverVersion=13000)  # fmt: skip
+    m.cuda = FakeCuda(driver=13000, devices=[(name, cc)])
+
+
+def b200(m: Machine) -> None:
+    _one_gpu(m, "NVIDIA B200", "2901", (10, 0))
+
+
+def jax_sm107_xla_abort(m: Machine) -> None:
+    """JAX's CUDA 12 wheels on an sm_107 GPU: XLA's LLVM refuses the target and aborts the process."""
+    _one_gpu(m, "NVIDIA RTX PRO Thor", "2c01", (10, 7))
+    m.env["KERAS_BACKEND"] = "jax"
+    m.metadata.versions.update({"jax": "0.11.1", "jaxlib": "0.11.1", "jax-cuda12-plugin": "0.11.1"})
+    m.framework(
+        "jax",
+        gpus=["cuda:0"],
+        abort="LLVM Fatal Error while compiling target binary for module: jit_iota\n"
+        "Reason: PTX version 8.8 does not support target 'sm_107a'.\n"
+        "Minimum required PTX version is 9.4.",
+    )
+
+
+def cuda13_jax_on_v100(m: Machine) -> None:
+    _one_gpu(m, "Tesla V100-PCIE-32GB", "1db4", (7, 0), driver="580.126.09")
+    m.env["KERAS_BACKEND"] = "jax"
+    m.metadata.versions.update({"jax": "0.10.2", "jaxlib": "0.10.2", "jax-cuda13-plugin": "0.10.2"})
+
+
+def torch_cu126_on_rtx_5090(m: Machine) -> None:
+    rtx_5090(m)
+    m.env["KERAS_BACKEND"] = "torch"
+    m.metadata.versions["torch"] = "2.7.0+cu126"
+
+
+def driver_595_on_pascal(m: Machine) -> None:
+    m.load_module("595.58.03", open_flavour=False)
+    m.bind("0000:01:00.0", None)
+    m.write("sys/bus/pci/devices/0000:01:00.0/device", "0x1c81\n")  # GTX 1050
+
+
+def open_module_on_pascal(m: Machine) -> None:
+    m.load_module("570.133.20", open_flavour=True)
+    m.bind("0000:01:00.0", None)
+    m.write("sys/bus/pci/devices/0000:01:00.0/device", "0x1b80\n")  # GTX 1080
+
+
+def open_module_hmm(m: Machine) -> None:
+    m.cuda = FakeCuda(init_rc=3)  # healthy_h100 runs the open flavour; nvidia_uvm's HMM is on by default
+
+
+def fabric_manager(m: Machine) -> None:
+    m.write("dev/nvidia-nvswitch0")
+    m.cuda = FakeCuda(init_rc=802)
+
+
+def hmm_802_two_rtx_5090(m: Machine) -> None:
+    m.cuda = FakeCuda(init_rc=802)  # no NVSwitch here
+
+
+def nvml_hangs(m: Machine) -> None:
+    _nvml(m, hang={"nvmlDeviceGetMemoryInfo": 0})
+    m.timeouts.update(nvml_gpu_s=0.3)
+
+
+def cuinit_hangs(m: Machine) -> None:
+    m.cuda = FakeCuda(hang=("cuInit",))
+    m.timeouts.update(cuda_start_s=0.3)
+
+
+def gsp_hang_with_xid_119(m: Machine) -> None:
+    """cuInit hangs and the kernel log says why: the health layer's Xid 119 is the first cause."""
+    cuinit_hangs(m)
+    m.kernel_log("NVRM: Xid (PCI:0000:01:00): 119, pid=4242, name=python3, Timeout waiting for RPC from GSP!")
+
+
+def xid_94(m: Machine) -> None:
+    m.kernel_log("NVRM: Xid (PCI:0000:01:00): 94, pid=1234, name=python3, Contained ECC error")
+
+
+def xid_13(m: Machine) -> None:
+    m.kernel_log("NVRM: Xid (PCI:0000:01:00): 13, pid=1234, name=python3, Graphics Exception: ESR 0x50")
+
+
+def x8_slot(m: Machine) -> None:
+    _nvml(m, nvmlDeviceGetCurrPcieLinkWidth=8, nvmlDeviceGetMaxPcieLinkWidth=8)  # the slot's limit
+
+
+def libdevice_missing(m: Machine) -> None:
+    m.framework(
+        "tensorflow",
+        gpus=["/physical_device:GPU:0"],
+        at="xla",
+        compute_log=[
+            "W0000 00:00:1753232013.685876   24341 nvptx_helper.cc:56] Can't find libdevice directory "
+            "${CUDA_DIR}/nvvm/libdevice. This may result in compilation or runtime failures"
+        ],
+        fail="INTERNAL: libdevice not found at ./libdevice.10.bc [Op:__inference_<lambda>_12]",
+    )
+
+
+def ecc_breaks_compute(m: Machine) -> None:
+    _nvml(m, nvmlDeviceGetTotalEccErrors=1)
+    m.framework("tensorflow", gpus=["/physical_device:GPU:0"],
+                fail="CUDA_ERROR_ECC_UNCORRECTABLE: uncorrectable ECC error encountered")  # fmt: skip
+
+
+def docker_without_toolkit(m: Machine) -> None:
+    m.write("usr/bin/docker")
+
+
+def stale_cdi(m: Machine) -> None:
+    m.write("usr/bin/docker")
+    m.write("usr/bin/nvidia-container-runtime-hook")
+    m.write(
+        "etc/cdi/nvidia.yaml",
+        "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ncontainerEdits:\n  mounts:\n"
+        "  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.15\n",
+    )
+
+
+def visible_uuid_typo(m: Machine) -> None:
+    m.env["CUDA_VISIBLE_DEVICES"] = "GPU-deadbeef"
 
 
 MODES = [
@@ -403,7 +538,7 @@ MODES = [
         cudnn_missing,
         "CUDA libraries",
         "libcudnn.so.* (cudnn) is missing",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -412,7 +547,7 @@ MODES = [
         tensorflow_without_cuda_wheels,
         "CUDA libraries",
         "the wheel nvidia-cublas-cu12 is not installed",
-        "tensorflow[and-cuda]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -476,7 +611,7 @@ MODES = [
         jax_cpu_only,
         "framework",
         "jax 0.10.2 has no CUDA plugin",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -494,7 +629,7 @@ MODES = [
         jax_reason,
         "framework",
         "Unable to initialize backend 'cuda': FAILED_PRECONDITION: No visible GPU devices.",
-        "jax[cuda13]",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -503,7 +638,7 @@ MODES = [
         tensorflow_cannot_dlopen,
         "framework",
         "Cannot dlopen some GPU libraries",
-        "uv sync --extra gpu",
+        'make env EXTRAS="jax gpu"',
         1,
     ),
     Mode(
@@ -542,6 +677,190 @@ MODES = [
         "nvidia-smi -r",
         1,
     ),
+    # --- from public issues of 2025-2026 ------------------------------------------------------------------
+    Mode(
+        "b200-with-tensorflow-2.21",
+        "tensorflow/tensorflow#111958, openxla/xla#47982",
+        b200,
+        "framework",
+        "no code for compute capability 10.0 (data-center Blackwell)",
+        "nvcr.io/nvidia/tensorflow",
+        1,
+    ),
+    Mode(
+        "xla-aborts-the-framework-sm107",
+        "openxla/xla#47982, tensorflow/tensorflow#111958",
+        jax_sm107_xla_abort,
+        "compute",
+        "was killed by SIGABRT while it computed on GPU 0 (0000:01:00.0",
+        "KERAS_BACKEND=jax with JAX's CUDA plugin",
+        1,
+        (),
+    ),
+    Mode(
+        "cuda13-jax-on-v100",
+        "mudler/LocalAI#9948, JuliaGPU/CUDA.jl#3079",
+        cuda13_jax_on_v100,
+        "framework",
+        "CUDA 13 removed compute capability < 7.5",
+        "KERAS_BACKEND=tensorflow",
+        1,
+    ),
+    Mode(
+        "torch-cu126-on-rtx-5090",
+        "pytorch/pytorch#167244, pytorch/pytorch#150733",
+        torch_cu126_on_rtx_5090,
+        "framework",
+        "torch 2.7.0+cu126 was built with CUDA 12.6",
+        "CUDA 12.8 or newer",
+        1,
+    ),
+    Mode(
+        "driver-595-ignores-pascal",
+        "NixOS/nixos-hardware#1880, NixOS/nixos-hardware#1828",
+        driver_595_on_pascal,
+        "kernel module",
+        "driver 595.58.03 no longer supports it: branch 580 is the last",
+        "nvidia_driver_branch=580",
+        1,
+    ),
+    Mode(
+        "open-module-on-pascal",
+        "negativo17/nvidia-driver#158, void-linux/void-packages#56685",
+        open_module_on_pascal,
+        "kernel module",
+        "the open kernel modules (loaded: 570.133.20 open) cannot drive it",
+        "instead of nvidia-driver-570-open",
+        1,
+    ),
+    Mode(
+        "open-module-hmm-cuinit-3",
+        "NVIDIA/open-gpu-kernel-modules#947, NVIDIA/open-gpu-kernel-modules#901, ollama/ollama#11593",
+        open_module_hmm,
+        "CUDA driver",
+        "nvidia_uvm has HMM on",
+        "uvm_disable_hmm=1",
+        1,
+    ),
+    Mode(
+        "fabric-manager-not-running-802",
+        "jax-ml/jax#34049, huggingface/huggingface_hub#4134, pytorch/pytorch#35710",
+        fabric_manager,
+        "CUDA driver",
+        "Fabric Manager is not running",
+        "systemctl enable --now nvidia-fabricmanager",
+        1,
+    ),
+    Mode(
+        "802-without-nvswitch-hmm",
+        "wilicc/gpu-burn#133, pytorch/pytorch#159207",
+        hmm_802_two_rtx_5090,
+        "CUDA driver",
+        "there is no NVSwitch here",
+        "uvm_disable_hmm=1",
+        1,
+    ),
+    Mode(
+        "gpu-does-not-answer-nvml",
+        "NVIDIA/open-gpu-kernel-modules#446, NVIDIA/NVSentinel#1748",
+        nvml_hangs,
+        "NVML",
+        "GPU 0 did not answer NVML within 0.3 s (in nvmlDeviceGetMemoryInfo): a firmware (GSP) hang?",
+        "nvidia-bug-report.sh",
+        1,
+    ),
+    Mode(
+        "cuinit-does-not-answer",
+        "NVIDIA/open-gpu-kernel-modules#446",
+        cuinit_hangs,
+        "CUDA driver",
+        "cuInit did not answer the CUDA driver within 0.3 s",
+        "nvidia-bug-report.sh",
+        1,
+    ),
+    Mode(
+        "gsp-hang-xid-119-health-wins",
+        "NVIDIA/open-gpu-kernel-modules#446, leptonai/gpud#1174",
+        gsp_hang_with_xid_119,
+        "health",
+        "Xid 119 x1 (the GPU's firmware (GSP) did not answer an RPC in time) although NVML still answers",
+        "nvidia-bug-report.sh",
+        1,
+    ),
+    Mode(
+        "xid-94-while-nvml-answers",
+        "leptonai/gpud#1174, utkuozdemir/nvidia_gpu_exporter#406",
+        xid_94,
+        "health",
+        "the kernel log has Xid 94 x1 (contained ECC error",
+        "nvidia-smi -r -i 0",
+        1,
+    ),
+    Mode(
+        "xid-13-application-fault",
+        "NVIDIA/open-gpu-kernel-modules#1150, leptonai/gpud#1174",
+        xid_13,
+        "-",
+        "the kernel log has Xid 13 x1 (graphics engine exception",
+        "",
+        0,
+    ),
+    Mode(
+        "gpu-in-an-x8-slot",
+        "nokyan/resources#512, noonghunna/club-3090#1098",
+        x8_slot,
+        "-",
+        "PCIe link x8: the GPU is built for x16, the slot gives x8",
+        "full x16 slot",
+        0,
+    ),
+    Mode(
+        "libdevice-missing-for-xla",
+        "tensorflow/tensorflow#58681, wutzebaer/tensorflow-5090#3",
+        libdevice_missing,
+        "compute",
+        "XLA cannot find the CUDA compiler parts it needs (ptxas, libdevice)",
+        "nvidia-cuda-nvcc",
+        1,
+        (),
+    ),
+    Mode(
+        "ecc-error-breaks-compute-health-wins",
+        "NVIDIA/k8s-device-plugin#243, NVIDIA/NVSentinel#1748",
+        ecc_breaks_compute,
+        "health",
+        "1 uncorrected ECC errors since boot",
+        "reset the GPU or reboot",
+        1,
+        (),
+    ),
+    Mode(
+        "docker-without-container-toolkit",
+        "NVIDIA/nvidia-container-toolkit#871, NVIDIA/nvidia-container-toolkit#854",
+        docker_without_toolkit,
+        "-",
+        "Docker is installed but the NVIDIA Container Toolkit is not",
+        "nvidia-ctk runtime configure --runtime=docker",
+        0,
+    ),
+    Mode(
+        "cdi-spec-stale-after-driver-upgrade",
+        "podman-container-tools/podman#26233, NixOS/nixpkgs#420638",
+        stale_cdi,
+        "-",
+        "names driver 550.54.15 but the loaded driver is 570.133.20",
+        "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml",
+        0,
+    ),
+    Mode(
+        "cuda-visible-devices-uuid-typo",
+        "unslothai/unsloth#670, Project-HAMi/HAMi#320",
+        visible_uuid_typo,
+        "CUDA driver",
+        "CUDA_VISIBLE_DEVICES='GPU-deadbeef' names no GPU UUID here",
+        "nvidia-smi -L",
+        1,
+    ),
 ]
 
 
@@ -560,7 +879,10 @@ def test_the_table_is_big_enough_and_cites_its_sources() -> None:
 def test_fault_is_named_with_its_layer_cause_and_remedy(mode: Mode, tmp_path: Path, capsys) -> None:
     machine = Machine.healthy_h100(tmp_path)
     mode.stage(machine)
-    code, out = _run(machine, mode.argv, capsys)
+    try:
+        code, out = _run(machine, mode.argv, capsys)
+    finally:
+        machine.release()  # a staged hang ends with the test
     flat = " ".join(out.split())  # the screen wraps long lines
     assert code == mode.exit, out
     if mode.layer == "-":

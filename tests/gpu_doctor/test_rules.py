@@ -4,6 +4,7 @@ environment, and the stdlib-only script Ansible's preflight runs."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,57 @@ def test_blackwell_with_tensorflow_is_reported_broken_unless_the_build_has_sm_12
     assert rules.known_broken("tensorflow", "2.21.0", "12.0", [*TF_ARCHS, "sm_120"]) is None
     assert rules.known_broken("tensorflow", "2.21.0", "9.0", TF_ARCHS) is None
     assert rules.known_broken("jax", "0.10.2", "12.0", []) is None
+
+
+@pytest.mark.parametrize(
+    ("framework", "version", "cc", "archs", "cuda", "rule"),
+    [
+        ("tensorflow", "2.21.0", "10.0", TF_ARCHS, "12.5.1", "tensorflow-on-blackwell-datacenter"),
+        ("tensorflow", "2.21.0", "10.3", TF_ARCHS, "12.5.1", "tensorflow-on-blackwell-datacenter"),  # B300
+        ("tensorflow", "2.21.0", "10.0", [*TF_ARCHS, "sm_100"], "12.8", None),
+        ("jax", "0.10.2", "7.0", [], "13", "cuda13-build-on-pre-turing"),  # a V100
+        ("jax", "0.10.2", "6.1", [], "13.0", "cuda13-build-on-pre-turing"),  # a GTX 1080
+        ("jax", "0.10.2", "7.5", [], "13", None),  # Turing is still in CUDA 13
+        ("jax", "0.10.2", "7.0", [], "12", None),  # the CUDA 12 plugin runs on a V100
+        ("torch", "2.7.0+cu126", "12.0", [], "12.6", "torch-before-cu128-on-blackwell"),
+        ("torch", "2.13.0", "12.0", [], "13.0", None),
+        ("torch", "2.7.0+cu126", "9.0", [], "12.6", None),
+    ],
+)
+def test_known_broken_builds_by_gpu_generation_and_build_cuda(
+    framework: str, version: str, cc: str, archs: list[str], cuda: str, rule: str | None
+) -> None:
+    found = rules.known_broken(framework, version, cc, archs, cuda)
+    assert (found or {}).get("id") == rule
+
+
+def test_every_rule_says_where_it_comes_from() -> None:
+    """Each rule lives once in rules.toml with its public source (owner/repo#N)."""
+    source = r"[\w.-]+/[\w.-]+#\d+"
+    for entry in rules.rules()["known_broken"]:
+        assert re.search(source, entry["source"]) and entry["id"], entry
+    for entry in rules.rules()["framework_errors"]:
+        assert "cause" not in entry or re.search(source, entry["source"]), entry
+    for code, entry in rules.rules()["xid"]["codes"].items():
+        assert entry["severity"] in ("broken", "warn") and entry["meaning"], code
+        assert entry["severity"] == "warn" or "{index}" in entry["remedy"] or entry["remedy"], code
+    ids = [e["id"] for e in rules.rules()["known_broken"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_the_fault_table_stages_every_known_broken_build() -> None:
+    """Each [[known_broken]] rule is staged in tests/gpu_doctor/test_fault_injection.py, citing its source."""
+    from tests.gpu_doctor.test_fault_injection import MODES
+
+    cited = " ".join(m.source for m in MODES)
+    for entry in rules.rules()["known_broken"]:
+        assert entry["source"].split(", ")[0] in cited, entry["id"]
+
+
+def test_cuda_errors_of_the_fabric_manager_and_of_hmm() -> None:
+    fm, hmm = rules.cuda_error(802), rules.cuda_error(3)
+    assert fm["name"] == "CUDA_ERROR_SYSTEM_NOT_READY" and "nvidia-fabricmanager" in fm["remedy"]
+    assert "uvm_disable_hmm=1" in fm["no_nvswitch_remedy"] and "uvm_disable_hmm=1" in hmm["open_hmm_remedy"]
 
 
 def test_driver_tables() -> None:

@@ -17,7 +17,6 @@ from tests.gpu_doctor.staging import (
     FakeCuda,
     Machine,
     container_without_gpus,
-    fake_tensorflow,
     libcuda_not_mounted,
 )
 from tests.smoke.fake_nvml import FakeNvml
@@ -78,7 +77,7 @@ def _ptx_driver(m: Machine) -> None:
         (_old_driver, False, "the build needs CUDA 12.x"),
         (_ptx_driver, False, "minor-version compatibility does not cover PTX"),
         (_k80, False, "compute capability 3.7 is not in tensorflow 2.21.0's build"),
-        (lambda m: m.modules.update(tensorflow=fake_tensorflow([])), False, "tensorflow lists no GPU"),
+        (lambda m: m.framework("tensorflow", gpus=[]), False, "tensorflow lists no GPU"),
     ],
     ids=["healthy", "no-gpus-flag", "no-compute-capability", "nvml-driver-not-loaded", "driver-major-behind",
          "driver-minor-behind-ptx", "k80-too-old", "framework-lists-no-gpu"],

@@ -53,6 +53,12 @@ def test_no_dataset_and_an_empty_keras_cache_uses_the_digits_and_passes(tmp_path
         assert result["status"] == "passed" and result["thresholds"], name
         assert all(t["passed"] for t in result["thresholds"].values()), name
     assert "FALLING BACK" in (out / "workloads" / "mnist.log").read_text()
+    # the page says it too, as loudly as the terminal, with the data each workload was judged on
+    assert "the workloads trained on the fallback digits_fallback" in proc.stdout
+    page = (out / "report.html").read_text()
+    assert '<p class="warn">The workloads trained on the fallback digits_fallback' in page
+    assert "NOT MNIST" in page
+    assert page.count("<td>digits_fallback</td>") == 3  # mnist, convnet-viz, transfer in the data table
 
 
 def test_a_users_own_mnist_format_folder_is_judged_as_idx_and_passes(tmp_path: Path) -> None:

@@ -22,10 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+# The CPU split into 4 JAX devices: the multi-GPU checks run on them (simulated) in the same make smoke-test.
+SIMULATED_DEVICES = "--xla_force_host_platform_device_count=4"
+
+
 @pytest.fixture(scope="module")
 def smoke_run(fashion_mnist: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
-    proc = subprocess.run(["make", "smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
-                          check=False)  # fmt: skip
+    env = {**os.environ, "XLA_FLAGS": SIMULATED_DEVICES}
+    proc = subprocess.run(["make", "smoke-test"], cwd=ROOT, capture_output=True, text=True, timeout=1500,
+                          check=False, env=env)  # fmt: skip
     found = re.search(r"smoke tests \(quick\) -> (\S+)", proc.stdout)
     assert found, f"no report folder announced:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc, Path(found.group(1))
@@ -49,11 +54,38 @@ def test_make_smoke_test_passes_on_the_cpu(
     statuses = {c["id"]: c["status"] for c in report["checks"]}
     assert set(statuses.values()) <= {"passed", "skipped"}
     categories = {c["category"] for c in report["checks"]}
-    assert categories == {"system", "framework", "workloads", "speed", "reproducibility"}
+    assert categories == {"system", "framework", "workloads", "speed", "reproducibility", "multi_gpu"}
     # Only GPU checks may skip here, and each skip says why.
     for c in report["checks"]:
         if c["status"] == "skipped":
             assert "n/a" in c["message"] or "no NVIDIA GPU" in c["message"], c
+
+
+def test_four_simulated_devices_pass_every_multi_gpu_check(report: dict[str, Any], smoke_run: tuple) -> None:
+    """Every multi-device check runs on 4 simulated devices, says they are simulated, and passes; the report
+    lists the devices and draws the P2P matrix."""
+    checks = {c["name"]: c for c in report["checks"] if c["category"] == "multi_gpu"}
+    assert sorted(checks) == [
+        "all_reduce_busbw",
+        "data_parallel_training",
+        "p2p_bandwidth",
+        "per_gpu_outliers",
+    ]
+    for check in checks.values():
+        assert check["status"] == "passed", check
+        assert any(w.startswith("simulated devices: 4 JAX devices") for w in check["warnings"]), check
+    training = checks["data_parallel_training"]
+    assert (
+        training["details"]["first_steps"]["steps"] == 2
+        and training["figures"]["test_accuracy"]["value"] > 0.7
+    )
+    assert training["figures"]["scaling_efficiency"]["value"] > 0
+    sizes = checks["all_reduce_busbw"]["details"]["sizes"]
+    assert sizes and all(row["wrong"] == [0, 0, 0, 0] and row["busbw_gbs"] > 0 for row in sizes)
+    assert len(report["devices"]) == 4 and all(d["simulated"] and d["figures"] for d in report["devices"])
+    assert "p2p_matrix.png" in " ".join(checks["p2p_bandwidth"]["plots"])
+    page = (smoke_run[1] / "report.html").read_text()
+    assert '<table id="devices">' in page and "the figures prove the method, not a speed" in page
 
 
 def test_it_runs_in_the_runtime_environment_without_dev_tools(report: dict[str, Any]) -> None:

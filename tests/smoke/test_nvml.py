@@ -8,7 +8,7 @@ import pynvml
 import pytest
 
 from gpu_doctor import nvml
-from tests.smoke.fake_nvml import FakeNvml, nvml_error
+from tests.smoke.fake_nvml import FakeNvml, bus_id, nvml_error
 
 
 def test_probe_reports_every_field_of_a_healthy_gpu() -> None:
@@ -17,6 +17,7 @@ def test_probe_reports_every_field_of_a_healthy_gpu() -> None:
     assert info["driver_version"] == "550.54.15" and info["cuda_driver_version"] == "12.4"
     gpu = info["gpus"][0]
     assert gpu["name"] == "NVIDIA H100 80GB HBM3"  # bytes from older bindings are decoded
+    assert gpu["pci_bus_id"] == bus_id(0)  # nvmlPciInfo_t.busId (bytes), decoded into sysfs form
     assert gpu["compute_capability"] == "9.0"
     assert gpu["memory_total_mib"] == 80 * 1024
     assert gpu["pcie"] == {

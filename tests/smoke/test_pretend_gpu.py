@@ -50,15 +50,17 @@ def test_gpu_paths_with_a_throttling_pretend_h100(tmp_path: Path) -> None:
     status = {c["name"]: c for c in report["checks"]}
     assert report["gpu"]["available"] and "NVIDIA H100 80GB HBM3" in proc.stdout
     lower = ("kernel_module", "device_nodes", "nvml", "cuda_driver", "cuda_libraries", "memory", "framework")
-    layers = [f"layer[{n}]" for n in (*lower, "health")]
+    layers = [f"layer[{n}]" for n in (*lower, "health", "containers")]
     framework = ("gpu_visible", "matmul_gpu_matches_cpu", "convolution_forward_backward", "xla_compiles")
     for name in ("gpu_found", *layers, *framework, "mixed_precision", "seeded_training_is_identical"):
         assert status[name]["status"] == "passed", (name, status[name]["message"])
     driver = status["layer[cuda_driver]"]
     assert "built with CUDA 12.5.1: the driver runs it" in driver["details"]["summary"]
     assert any(
-        "runs the build's PTX" in w for w in driver["warnings"]
+        "JIT-compiles its compute_90 PTX" in w for w in driver["warnings"]
     )  # the H100 needs TF 2.21's compute_90 PTX
+    gpu0 = {"cuda_ordinal": 0, "index": 0, "pci_bus_id": "0000:01:00.0"}
+    assert gpu0.items() <= status["matmul_tflops[fp32]"]["details"]["ran_on"].items()  # which GPU it ran on
     assert report["diagnosis"]["staged_root"] and report["diagnosis"]["first_broken"] is None
     for name in ("matmul_tflops[fp32]", "matmul_tflops[tf32]", "matmul_tflops[bf16]",
                  "host_to_device_bandwidth", "training_ladder"):  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,38 @@ def test_summary_says_when_the_workloads_trained_on_the_fallback(tmp_path):
     assert "!! the workloads trained on the fallback digits_fallback" in text and "NOT MNIST" in text
     text = report.summary_text(_report_with_workload_data({"name": "mnist", "fallback": False}), tmp_path)
     assert "NOT MNIST" not in text and "data: mnist" in text
+
+
+def _workload_check(dataset: dict, regime: dict | None = None) -> dict[str, Any]:
+    check = _check("workloads::mnist")
+    check.update(category="workloads", name="workload[mnist]")
+    check["details"] = {"dataset": dataset, "regime": regime}
+    return check
+
+
+def test_html_carries_every_warning_the_summary_prints(tmp_path):
+    fallback = {"name": "digits_fallback", "source": "sklearn.datasets.load_digits", "fallback": True,
+                "train_size": 1437, "test_size": 360}  # fmt: skip
+    for diagnosis in (_diagnosis(None, gpu_found=False), _diagnosis("kernel_module", gpu_found=True)):
+        data = _report([_workload_check(fallback)])
+        data["diagnosis"] = {**diagnosis, "staged_root": "/tmp/staged"}
+        said = report.warnings(data)
+        text, page = report.summary_text(data, tmp_path), report.render_html(data, tmp_path)
+        assert len(said) >= 4 and any("NOT MNIST" in w for w in said)
+        printed = [line.removeprefix("  !! ") for line in text.splitlines() if line.startswith("  !! ")]
+        assert printed == said  # the terminal prints exactly these ...
+        for warning in said:  # ... and the page shows every one
+            shown = html.escape(warning[:1].upper() + warning[1:])
+            assert f'<p class="warn">{shown}</p>' in page, warning
+
+
+def test_html_shows_the_data_each_workload_was_judged_on(tmp_path):
+    mnist = {"name": "mnist", "source": "idx:/data/mnist", "fallback": False, "train_size": 30000,
+             "test_size": 2000}  # fmt: skip
+    data = _report([_workload_check(mnist, {"train_images": 30000, "epochs": 1, "steps": 469})])
+    page = report.render_html(data, tmp_path)
+    table = page[page.index('<table id="data">') :]
+    assert "workload[mnist]" in table and "idx:/data/mnist" in table
+    assert "30,000 images x 1 epoch = 469 steps" in table and "NOT MNIST" not in page
+    assert "data: mnist" in report.summary_text(data, tmp_path)
+    assert 'id="data"' not in report.render_html(_report([_check("a")]), tmp_path)  # no workloads, no table

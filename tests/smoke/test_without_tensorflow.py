@@ -1,38 +1,18 @@
 """The project runs where TensorFlow is not installed, as on the GPU machines (JAX, no TensorFlow): a
-second environment from the same lock, without the tensorflow package, runs the quick smoke test on JAX."""
+second environment from the same lock, without the tensorflow package (tests/conftest.py, shared with the GPU
+report's test), runs the quick smoke test on JAX."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require
-
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def python_without_tensorflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    uv = shutil.which("uv") or str(ROOT / ".cache/uv/bin/uv")
-    require(Path(uv).is_file(), "uv (make setup bootstraps it)")
-    venv = tmp_path_factory.mktemp("no-tensorflow") / "venv"
-    proc = subprocess.run(
-        [uv, "sync", "--frozen", "--no-dev", "--extra", "jax", "--no-install-package", "tensorflow",
-         "--python", "/usr/bin/python3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
-        env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv), "UV_PYTHON_DOWNLOADS": "never"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    python = venv / "bin" / "python"
-    probe = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True, check=False)
-    assert "No module named 'tensorflow'" in probe.stderr, "the environment must not have TensorFlow"
-    return python
 
 
 def test_quick_smoke_test_passes_on_jax_without_tensorflow(python_without_tensorflow: Path, tmp_path: Path):

@@ -91,8 +91,8 @@ def test_every_threshold_in_the_file_parses():
 
 def test_issue_thresholds_are_the_ones_in_the_file():
     assert thresholds.thresholds_for("mnist", "stage5", "full", "mnist") == {"test_accuracy": ">= 0.994"}
-    # quick: calibrated on 10,000 real MNIST digits (benchmarks/results/calibration/calibration.md)
-    assert thresholds.thresholds_for("mnist", "stage5", "quick", "mnist") == {"test_accuracy": ">= 0.90"}
+    # quick: calibrated on the real MNIST's one-epoch regime (benchmarks/results/calibration/calibration.md)
+    assert thresholds.thresholds_for("mnist", "stage5", "quick", "mnist") == {"test_accuracy": ">= 0.95"}
     assert thresholds.thresholds_for("moons", "default", "full", "generated") == {"test_accuracy": ">= 0.98"}
 
 

@@ -54,6 +54,8 @@ def test_mnist_stage5_quick_on_fashion_mnist(tmp_path, backend, fashion_mnist):
     result = load_result(tmp_path)
     assert proc.returncode == EXIT_OK, f"{result['message']}\n{proc.stderr[-2000:]}"
     assert result["dataset"]["name"] == "fashion_mnist" and result["dataset"]["train_size"] == 30_000
+    # one pass of the 30,000 subset: the regime the real MNIST takes too (issue 23)
+    assert result["hyperparameters"]["regime"] == {"train_images": 30_000, "epochs": 1, "steps": 469}
     assert result["stage"] == "stage5" and result["status"] == "passed"
     assert_plots_exist(result, tmp_path)
 

@@ -32,8 +32,12 @@ IMAGE_MANIFEST = Path("/etc/keras-workstation/manifest.json")
 
 
 def environment_fingerprint(backend: str | None = None) -> dict:
-    """Python, packages, lock hash, git revision, CPU, memory, GPU (through NVML), backend build info."""
+    """Python, packages, lock hash, git revision, CPU, memory, GPUs and their interconnect (through NVML),
+    backend build info."""
+    from gpu_doctor import nvml
+
     manifest = _image_manifest()
+    picture = nvml.bounded_probe()  # a GPU that does not answer is a reason, never a hang
     return {
         "python": platform.python_version(),
         "python_executable": sys.executable,
@@ -44,7 +48,8 @@ def environment_fingerprint(backend: str | None = None) -> dict:
         "git_revision": git_revision() or manifest.get("git_revision"),
         "image": {"digest": os.environ.get("KW_IMAGE_DIGEST"), **manifest} if manifest else None,
         "cpu": cpu_info(),
-        "gpus": gpu_info(),
+        "gpus": gpu_info(picture),
+        "gpu_topology": gpu_topology(picture),
         "build": backend_build_info(backend),
     }
 
@@ -109,11 +114,13 @@ def cpu_info() -> dict:
     return {"model": model, "cores": os.cpu_count(), "memory_gib": memory_gib, "machine": platform.machine()}
 
 
-def gpu_info() -> list[dict] | dict:
-    """Each NVIDIA GPU's name, UUID, memory and driver through NVML (gpu_doctor), or why there are none."""
-    from gpu_doctor import nvml
+def gpu_info(picture: dict | None = None) -> list[dict] | dict:
+    """Each NVIDIA GPU's name, UUID, PCI bus id, serial, memory and driver through NVML (gpu_doctor's
+    `picture`, probed when not given), or why there are none."""
+    if picture is None:
+        from gpu_doctor import nvml
 
-    picture = nvml.probe()
+        picture = nvml.bounded_probe()
     if not picture["available"]:
         return {"error": picture["reason"]}
     return [
@@ -121,6 +128,8 @@ def gpu_info() -> list[dict] | dict:
             "index": g["index"],
             "name": g.get("name"),
             "uuid": g.get("uuid"),
+            "pci_bus_id": g.get("pci_bus_id"),
+            "serial": g.get("serial"),
             "memory_gib": round(g["memory_total_mib"] / 1024, 1)
             if isinstance(g.get("memory_total_mib"), int)
             else None,
@@ -129,6 +138,29 @@ def gpu_info() -> list[dict] | dict:
         }
         for g in picture["gpus"]
     ]
+
+
+def gpu_topology(picture: dict) -> dict | None:
+    """How the GPUs are joined, as stable facts (a link's current PCIe generation drops when idle, so only its
+    maximum and its width): per pair nvidia-smi topo -m's word (NV18, PIX, SYS), per GPU its PCIe link and its
+    NVLinks up. None without GPUs."""
+    from gpu_doctor.topology import label
+
+    topology = picture.get("topology") or {}
+    if not picture.get("available"):
+        return None
+    nvlinks = {entry["index"]: entry["nvlink"] for entry in topology.get("gpus", [])}
+    links = {}
+    for g in picture["gpus"]:
+        pcie = g.get("pcie", {})
+        link = nvlinks.get(g["index"], {})
+        links[str(g["index"])] = {
+            "pcie": f"Gen{pcie.get('gen_max')} x{pcie.get('width_current')} (max x{pcie.get('width_max')})",
+            "nvlinks_up": link.get("up"),
+            "nvlink_version": link.get("version"),
+        }
+    pairs = {f"{p['gpus'][0]}-{p['gpus'][1]}": label(p) for p in topology.get("pairs", [])}
+    return {"pairs": pairs, "gpus": links}
 
 
 def backend_build_info(backend: str | None = None) -> dict:

@@ -1,11 +1,12 @@
 """What every workload recipe does the same way, written once: image preparation, a recipe with the user's
 overrides, and the pretrained-weights option. (The level's name and the timings of a run that trained nothing
-belong to the run record: workloads/harness/run.py.)
+belong to the run record: workloads/harness/run.py.) And the regime a run trains in.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,6 +20,13 @@ Recipe = TypeVar("Recipe")
 def prepare_images(images: np.ndarray) -> np.ndarray:
     """uint8 grey images (N, H, W) to float32 in [0, 1] with a channel axis (N, H, W, 1)."""
     return (images.astype("float32") / 255.0)[..., None]
+
+
+def regime(train_images: int, epochs: int, batch_size: int) -> dict:
+    """What a run trains on and for how long (result.json `hyperparameters.regime`): a quick threshold holds
+    only for the regimes `make calibrate` ran, so each recipe also says which one a dataset would take."""
+    steps = epochs * math.ceil(train_images / batch_size)
+    return {"train_images": train_images, "epochs": epochs, "steps": steps}
 
 
 def with_overrides(recipe: type[Recipe] | Recipe, **overrides) -> Recipe:

@@ -24,7 +24,7 @@ from workloads.data import images as data
 from workloads.errors import InputError
 from workloads.harness.run import RunContext, no_timings
 from workloads.recipes import plots
-from workloads.recipes.common import check_weights, weights_option, with_overrides
+from workloads.recipes.common import check_weights, regime, weights_option, with_overrides
 from workloads.recipes.common import prepare_images as prepare
 from workloads.training import backend
 from workloads.training.gradients import value_and_grad
@@ -54,6 +54,12 @@ class VizConfig:
 
 def epochs_for(cfg: VizConfig, quick: bool) -> int:
     return cfg.quick_epochs if quick else cfg.epochs
+
+
+def quick_regime(cfg: VizConfig, class_counts: list[int]) -> dict:
+    """The regime `--quick` takes on a dataset with these training images per class: canvases of a subset."""
+    images = min(cfg.quick_train_images, sum(class_counts))
+    return regime(images * cfg.copies, epochs_for(cfg, quick=True), cfg.batch_size)
 
 
 # --- Data ---------------------------------------------------------------------------------------------------
@@ -555,6 +561,7 @@ def run(
         record.variant = "canvas"
         size = cfg.canvas
         x, y, _ = make_canvases(ds.x_train, ds.y_train, size, cfg.copies, ctx.seed, cfg.ink_threshold)
+        record.hyperparameters["regime"] = regime(len(x), epochs, cfg.batch_size)
         ctx.phase("train")
         model = build_canvas_model(size, len(ds.classes), cfg.learning_rate)
     for name, option in ((layer, "--layer"), (cam_layer, "--cam-layer")):

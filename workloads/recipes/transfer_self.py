@@ -50,6 +50,7 @@ from workloads.errors import InputError
 from workloads.harness.run import RunContext
 from workloads.recipes import plots
 from workloads.recipes.common import prepare_images as prepare
+from workloads.recipes.common import regime
 from workloads.training import backend, pipeline
 from workloads.training.recorder import RunRecorder, restart
 
@@ -88,6 +89,19 @@ class SelfConfig:
 # --- Data ---------------------------------------------------------------------------------------------------
 def draws_for(cfg: SelfConfig, quick: bool) -> int:
     return cfg.quick_draws if quick else cfg.draws
+
+
+def pretrain_epochs(cfg: SelfConfig, images: int, quick: bool) -> int:
+    """Pretraining epochs: `--epochs`, else enough to see the level's sample budget (at least one)."""
+    budget = cfg.quick_pretrain_samples if quick else cfg.pretrain_samples
+    return cfg.pretrain_epochs or max(1, round(budget / max(1, images)))
+
+
+def quick_regime(cfg: SelfConfig, class_counts: list[int]) -> dict:
+    """The regime `--quick` takes on a dataset with these training images per class: the pretraining on
+    classes 0-4 (the draws are one label per class whatever the dataset)."""
+    images = min(cfg.quick_pretrain_images, sum(class_counts[:5]))
+    return regime(images, pretrain_epochs(cfg, images, quick=True), cfg.pretrain_batch_size)
 
 
 def split_classes(ds: data.ImageDataset, cfg: SelfConfig, quick: bool, seed: int) -> dict:
@@ -196,8 +210,7 @@ def pretrain(parts: dict, cfg: SelfConfig, quick: bool, verbose: int = 0) -> tup
     )
     compile_model(model, cfg.learning_rate, 32)
     x, y = parts["pretrain"]
-    budget = cfg.quick_pretrain_samples if quick else cfg.pretrain_samples
-    epochs = cfg.pretrain_epochs or max(1, round(budget / len(x)))
+    epochs = pretrain_epochs(cfg, len(x), quick)
     steps = math.ceil(len(x) / cfg.pretrain_batch_size)
     recorder = RunRecorder(batch_size=cfg.pretrain_batch_size, steps_per_epoch=steps)
     model.fit(**pipeline.train_inputs(x, y, cfg.pretrain_batch_size), epochs=epochs, callbacks=[recorder],
@@ -299,7 +312,9 @@ def run(ctx: RunContext, cfg: SelfConfig, data_dir: Path | None) -> None:
         "pretrain_classes": ds.classes[:5],
         "transfer_classes": ds.classes[5:],
     }
-    record.hyperparameters = {**asdict(cfg), "draws_run": n_draws}
+    images = len(parts["pretrain"][0])
+    pretraining = regime(images, pretrain_epochs(cfg, images, ctx.quick), cfg.pretrain_batch_size)
+    record.hyperparameters = {**asdict(cfg), "draws_run": n_draws, "regime": pretraining}
     metrics = record.metrics
     ctx.phase("train")
     model, recorder = pretrain(parts, cfg, ctx.quick, ctx.verbose)
