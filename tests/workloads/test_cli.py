@@ -207,7 +207,8 @@ def test_an_interrupted_moons_run_keeps_its_result_and_does_not_suggest_resume(t
 
 
 def test_one_training_image_is_refused_before_quick_trains(tmp_path):
-    """One image made --quick train 30,000 epochs (about 30,000 samples), then crash."""
+    """One image made --quick train 30,000 epochs (about 30,000 samples), then crash; it is refused at the
+    data boundary, before any training."""
     d = make_idx_dir(tmp_path / "d", n_train=1)
     proc = run_workloads("mnist", "--quick", "--data", str(d), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "1 image(s); the workloads need at least 100 training images")

@@ -35,8 +35,9 @@ IMAGE_SHAPE = (28, 28)  # what every workload's network takes (MNIST's format)
 # At most this many images (or labels) per IDX file: MNIST has 60,000 training images, QMNIST 120,000. A
 # gzip honestly inflates up to 1032:1, so without a cap a 486 KB file declaring 500 MB is read whole.
 MAX_ITEMS = 200_000
-# --quick trains for about 30,000 samples (recipes/mnist.py): on fewer than 100 images that would be more
-# than 300 passes over the same few; and fewer than 10 test images cannot judge an accuracy.
+# Fewer than 100 training images is no dataset to judge a recipe by (--quick trains for about 30,000
+# samples: passes over the same few, capped by recipes/mnist.py); fewer than 10 test images cannot judge an
+# accuracy.
 MIN_TRAIN_IMAGES = 100
 MIN_TEST_IMAGES = 10
 KNOWN_DATASETS: dict = tomllib.loads((Path(__file__).with_name("datasets.toml")).read_text())
