@@ -27,8 +27,13 @@ from typing import Any
 
 try:
     from gpu_doctor.safe_read import read_text
-except ImportError:  # run as a script (the Makefile, Ansible's controller): this folder is on sys.path
-    from safe_read import read_text  # type: ignore[no-redef]
+except ImportError:  # run as a script (the Makefile, Ansible's controller; maybe isolated, -I): by its path
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("_safe_read", Path(__file__).with_name("safe_read.py"))
+    _safe_read = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+    _spec.loader.exec_module(_safe_read)  # type: ignore[union-attr]
+    read_text = _safe_read.read_text
 
 RULES_FILE = Path(__file__).resolve().with_name("rules.toml")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.terminal import hang_up_when
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("KW_SIGNAL_SEED") or time.time())  # printed in every failure: rerun with it
@@ -173,44 +174,12 @@ def test_sigkill_of_the_runner_leaves_no_check_process_or_workload(tmp_path: Pat
 def test_a_closed_terminal_stops_the_run_with_a_report(tmp_path: Path) -> None:
     """An SSH session that drops: the terminal hangs up (SIGHUP to the runner, and its writes fail with EIO).
     The run ends like SIGTERM: checks stopped, report written and marked interrupted, exit 129."""
-    import pty
-    import select
-
     out = tmp_path / "report"
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the runner, the pty its controlling terminal
-        os.chdir(REPO)
-        os.environ["PYTHONUNBUFFERED"] = "1"
-        argv = [sys.executable, "-m", "smoke_tests", "--out", str(out), "-k", "workload and moons"]
-        os.execv(sys.executable, argv)
-    shown: list[bytes] = []
-    closing = threading.Event()
-
-    def drain() -> None:  # the terminal shows what the runner prints, until it is closed
-        while not closing.is_set():
-            if select.select([fd], [], [], 0.2)[0]:
-                try:
-                    shown.append(os.read(fd, 65536))
-                except OSError:
-                    return
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
     log = out / "workloads" / "moons.log"
-    deadline = time.monotonic() + 600
-    while not (log.is_file() and "Epoch 5/" in log.read_text()):
-        assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0), b"".join(shown)[-3000:]
-        time.sleep(0.1)
-    closing.set()
-    reader.join()
-    os.close(fd)  # the terminal goes away
-    deadline = time.monotonic() + 120
-    while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("the runner did not end after its terminal closed")
-        time.sleep(0.2)
-    assert os.waitstatus_to_exitcode(status[1]) == 128 + signal.SIGHUP, b"".join(shown)[-3000:]
+    argv = [sys.executable, "-m", "smoke_tests", "--out", str(out), "-k", "workload and moons"]
+    code, shown = hang_up_when(argv, lambda _: log.is_file() and "Epoch 5/" in log.read_text(),
+                               env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
+    assert code == 128 + signal.SIGHUP, shown[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] == "SIGHUP" and report["verdict"] == "INTERRUPTED"
     assert "INTERRUPTED" in (out / "report.html").read_text()

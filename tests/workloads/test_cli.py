@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, run_workloads
+from tests.terminal import hang_up_when
 from tests.workloads.test_data import make_idx_dir, write_idx
 from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
@@ -217,29 +218,9 @@ def test_one_training_image_is_refused_before_quick_trains(tmp_path):
 def test_a_closed_terminal_keeps_the_result(tmp_path):
     """An SSH session that drops: SIGHUP, and every later write to the terminal fails (EIO). The run ends
     like Ctrl-C with its result written, and the failed writes cost nothing (it once died with no result)."""
-    import pty
-    import select
-
     out = tmp_path / "run"
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the run, the pty its controlling terminal
-        os.chdir(REPO)
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-        os.execv(sys.executable, [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out",
-                                  str(out)])  # fmt: skip
-    shown = b""
-    deadline = time.monotonic() + 300
-    while b"Epoch 3/" not in shown:
-        assert time.monotonic() < deadline and os.waitpid(pid, os.WNOHANG) == (0, 0), shown[-3000:]
-        if select.select([fd], [], [], 0.2)[0]:
-            shown += os.read(fd, 65536)
-    os.close(fd)  # the terminal goes away
-    deadline = time.monotonic() + 120
-    while (status := os.waitpid(pid, os.WNOHANG)) == (0, 0):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("the run did not end after its terminal closed")
-        time.sleep(0.2)
-    assert os.waitstatus_to_exitcode(status[1]) == EXIT_INTERRUPTED
+    argv = [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out", str(out)]
+    code, shown = hang_up_when(argv, lambda shown: b"Epoch 3/" in shown, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert code == EXIT_INTERRUPTED, shown[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "interrupted" and result["history"]["loss"], result["message"]
