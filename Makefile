@@ -28,6 +28,10 @@ LEVEL    ?= quick
 BASELINE ?=
 DATA     ?=
 SMOKE_ARGS ?=
+# $(call q,VALUE): VALUE as one shell word, whatever it holds ('/tmp/a b' stays one argument, and
+# '/x || touch /tmp/owned' runs nothing): single quotes, each ' inside written '\''.
+q = '$(subst ','\'',$1)'
+comma := ,
 PYTEST_ARGS ?=
 CALIBRATE_ARGS ?=
 
@@ -77,7 +81,7 @@ calibrate: setup ## Quick workloads over seeds 0-9 and 42 on every dataset here,
 	$(PY) -m benchmarks.calibrate $(CALIBRATE_ARGS)
 
 smoke-test: $(RUN_STAMP) ## Smoke tests and speed checks (LEVEL=quick|full, BASELINE=report.json, DATA=mnist-idx-dir, SMOKE_ARGS=...)
-	$(RUN_VENV)/bin/python -m smoke_tests --level $(LEVEL) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(DATA),--data $(DATA)) $(SMOKE_ARGS)
+	$(RUN_VENV)/bin/python -m smoke_tests --level $(call q,$(LEVEL)) $(if $(BASELINE),--baseline $(call q,$(BASELINE))) $(if $(DATA),--data $(call q,$(DATA))) $(SMOKE_ARGS)
 
 doctor: $(RUN_STAMP) ## The layered GPU diagnosis alone (hardware .. compute), in seconds: what is broken and what to run
 	$(RUN_VENV)/bin/python -m smoke_tests doctor
@@ -100,10 +104,10 @@ CONTAINER_ENGINE = $(shell if docker info >/dev/null 2>&1; then echo docker; els
 .PHONY: image jupyter image-test notebooks
 
 image: ## Build the image (VARIANT=gpu|cpu, BASE_IMAGE=..., or local-bookworm offline) -> reports/image/build.json
-	VARIANT=$(VARIANT) BASE_IMAGE=$(BASE_IMAGE) TAG=$(IMAGE) ENGINE="$(CONTAINER_ENGINE)" docker/build.sh
+	VARIANT=$(call q,$(VARIANT)) BASE_IMAGE=$(call q,$(BASE_IMAGE)) TAG=$(call q,$(IMAGE)) ENGINE="$(CONTAINER_ENGINE)" docker/build.sh
 
 jupyter: ## Start JupyterLab from IMAGE with this directory mounted at /work; prints the URL with its token
-	IMAGE=$(IMAGE) JUPYTER_PORT=$(JUPYTER_PORT) ENGINE="$(CONTAINER_ENGINE)" docker/run-jupyter.sh
+	IMAGE=$(call q,$(IMAGE)) JUPYTER_PORT=$(call q,$(JUPYTER_PORT)) ENGINE="$(CONTAINER_ENGINE)" docker/run-jupyter.sh
 
 image-test: setup ## Build the CPU image (local Debian base, podman) and test it: auth, user, health, browser
 	$(PY) -m pytest tests/image $(PYTEST_ARGS)
@@ -123,8 +127,8 @@ WORKSTATION_USER ?= $(if $(filter localhost,$(HOSTS)),$(or $(SUDO_USER),$(USER))
 BECOME_ASK       ?= auto
 PROVISION_ARGS   ?=
 PROVISION_CMD = cd ansible && ../$(ANSIBLE_VENV)/bin/ansible-playbook site.yml \
-	$(if $(filter localhost,$(HOSTS)),,-i '$(HOSTS),') \
-	$(if $(WORKSTATION_USER),-e workstation_user=$(WORKSTATION_USER)) -e python_env_uv_version=$(UV_VERSION) \
+	$(if $(filter localhost,$(HOSTS)),,-i $(call q,$(HOSTS)$(comma))) \
+	$(if $(WORKSTATION_USER),-e $(call q,workstation_user=$(WORKSTATION_USER))) -e python_env_uv_version=$(UV_VERSION) \
 	$(if $(filter no,$(BECOME_ASK)),,$(if $(and $(filter localhost,$(HOSTS)),$(filter 0,$(shell id -u))),,--ask-become-pass)) \
 	$(PROVISION_ARGS)
 
@@ -158,11 +162,11 @@ ASSETS_BUNDLE ?= keras-assets
 .PHONY: assets-fetch assets-install
 
 assets-fetch: setup ## Download MNIST, ImageNet weights, transfer datasets into ASSETS_BUNDLE and pack a .tar
-	$(PY) -m workloads assets fetch --bundle $(ASSETS_BUNDLE)
-	$(PY) -m workloads assets pack --bundle $(ASSETS_BUNDLE) --archive $(ASSETS_BUNDLE).tar
+	$(PY) -m workloads assets fetch --bundle $(call q,$(ASSETS_BUNDLE))
+	$(PY) -m workloads assets pack --bundle $(call q,$(ASSETS_BUNDLE)) --archive $(call q,$(ASSETS_BUNDLE).tar)
 
 assets-install: setup ## Verify ASSETS_BUNDLE.tar and install it into the Keras cache ($KERAS_HOME or ~/.keras)
-	$(PY) -m workloads assets install --archive $(ASSETS_BUNDLE).tar
+	$(PY) -m workloads assets install --archive $(call q,$(ASSETS_BUNDLE).tar)
 
 # --- Fleet (issue 22: ansible/fleet.yml, ansible/roles/fleet_smoke, fleet/) ---------------------------------
 # Ansible runs the doctor and the smoke test on every host of INVENTORY with the toolkit `make provision`

@@ -12,6 +12,7 @@ from gpu_doctor import containers, cuda, framework, hardware, libraries, nvml
 from gpu_doctor.build import installed_build
 from gpu_doctor.context import Context
 from gpu_doctor.model import ALWAYS_RUN, BROKEN, INDEPENDENT, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
+from gpu_doctor.safe_read import READ_TIMEOUT_S
 from gpu_doctor.system import Boundary, current
 from workloads.training.backend import BACKENDS, DEFAULT_BACKEND
 
@@ -75,6 +76,13 @@ def diagnose(
         layers.append(layer)
         if layer.status == BROKEN and broken is None and key not in INDEPENDENT:
             broken = layer
+    if b.stalls:  # a wedged driver or device: what the layers read of it is missing, so say so first
+        stall = (
+            f"{len(b.stalls)} file(s) did not answer within {READ_TIMEOUT_S:g} s, a wedged driver or device? "
+            f"({', '.join(b.stalls[:3])}; see sudo dmesg)"
+        )
+        layers[0].summary = f"{layers[0].summary}; {stall}"
+        layers[0].notes.append(stall)
     no_gpu_reason = None if gpu_found else layers[0].summary.removeprefix("no NVIDIA GPU found: ")
     picture = ctx.nvml or {
         "available": False,

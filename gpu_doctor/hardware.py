@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from gpu_doctor import rules
@@ -21,13 +20,6 @@ MODULE_FILE = re.compile(r"^nvidia(-current)?\.ko(\.(xz|zst|gz))?$")
 INSTALL_DRIVER = "make provision (or: sudo ubuntu-drivers install), then reboot"
 
 
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace").strip()
-    except OSError:
-        return None
-
-
 def pci_gpus(b: Boundary) -> list[dict[str, Any]] | None:
     """NVIDIA display controllers on the PCI bus, with the kernel driver bound to each; None: no sysfs."""
     base = b.path("sys/bus/pci/devices")
@@ -37,20 +29,20 @@ def pci_gpus(b: Boundary) -> list[dict[str, Any]] | None:
         return None
     found = []
     for dev in devices:
-        if not rules.is_nvidia_gpu(_read(dev / "vendor"), _read(dev / "class")):  # the Makefile's rule too
+        if not rules.is_nvidia_gpu(b.read(dev / "vendor"), b.read(dev / "class")):  # the Makefile's rule too
             continue
         try:
             driver = os.path.basename(os.readlink(dev / "driver"))
         except OSError:
             driver = None
-        device_id = (_read(dev / "device") or "?").removeprefix("0x")
+        device_id = (b.read(dev / "device") or "?").removeprefix("0x")
         found.append(
             {
                 "address": dev.name,
                 "pci_id": f"10de:{device_id}",
                 "driver": driver,
                 "link": {
-                    k: _read(dev / k)
+                    k: b.read(dev / k)
                     for k in ("current_link_speed", "max_link_speed", "current_link_width", "max_link_width")
                 },
             }
@@ -128,9 +120,8 @@ def _installed_modules(b: Boundary) -> dict[str, list[str]]:
 
 
 def _secure_boot(b: Boundary) -> bool | None:
-    try:
-        data = b.path(SECURE_BOOT_VAR).read_bytes()
-    except OSError:
+    data = b.read_bytes(SECURE_BOOT_VAR)
+    if data is None:
         return None
     return len(data) >= 5 and data[4] == 1
 

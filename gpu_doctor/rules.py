@@ -25,6 +25,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+try:
+    from gpu_doctor.safe_read import read_text
+except ImportError:  # run as a script (the Makefile, Ansible's controller; maybe isolated, -I): by its path
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("_safe_read", Path(__file__).with_name("safe_read.py"))
+    _safe_read = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+    _spec.loader.exec_module(_safe_read)  # type: ignore[union-attr]
+    read_text = _safe_read.read_text
+
 RULES_FILE = Path(__file__).resolve().with_name("rules.toml")
 
 
@@ -301,8 +311,9 @@ def is_nvidia_gpu(vendor: str | None, pci_class: str | None) -> bool:
 
 
 def _read(path: Path) -> str | None:
+    """A sysfs file's text, bounded in time and size: a wedged driver must not hang `make` (safe_read.py)."""
     try:
-        return path.read_text(errors="replace").strip()
+        return read_text(path)
     except OSError:
         return None
 

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from gpu_doctor import loader
+from gpu_doctor.safe_read import read_bytes
 
 ROOT_HOOK = "GPU_DOCTOR_ROOT"
 
@@ -87,13 +88,24 @@ class Boundary:
     timeouts: Mapping[str, float] = field(default_factory=dict)  # overrides of rules.toml [timeouts]
     prefix: Path = Path(sys.prefix)  # the Python environment the doctor runs in (its remedies name it)
     staged: bool = False  # True when ``root`` is a staged tree (test hook), not this machine
+    stalls: list[str] = field(default_factory=list)  # files that did not answer in time (a wedged driver)
 
-    def path(self, *parts: str) -> Path:
+    def path(self, *parts: str | os.PathLike) -> Path:
         return self.root.joinpath(*parts)
 
-    def read(self, *parts: str) -> str | None:
+    def read(self, *parts: str | os.PathLike) -> str | None:
+        """A file's text without surrounding whitespace; None when it is missing, unreadable, not a regular
+        file (a FIFO, /dev/zero) or does not answer in time (gpu_doctor.safe_read)."""
+        data = self.read_bytes(*parts)
+        return None if data is None else data.decode(errors="replace").strip()
+
+    def read_bytes(self, *parts: str | os.PathLike) -> bytes | None:
+        path = self.path(*parts)
         try:
-            return self.path(*parts).read_text(errors="replace").strip()
+            return read_bytes(path)
+        except TimeoutError:
+            self.stalls.append(str(path))
+            return None
         except OSError:
             return None
 

@@ -9,7 +9,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from gpu_doctor.safe_read import read_bytes
 from smoke_tests.report import NOT_PASSED
+
+MAX_BASELINE_BYTES = 256 << 20  # a report.json with every telemetry sample is a few megabytes
 
 
 class BaselineError(ValueError):
@@ -18,8 +21,8 @@ class BaselineError(ValueError):
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """The report.json at ``path``, checked to be one that `compare` can read; BaselineError says why not."""
-    try:
-        data = json.loads(path.read_text())
+    try:  # bounded: a FIFO or /dev/zero given as the baseline is refused, never waited on
+        data = json.loads(read_bytes(path, max_bytes=MAX_BASELINE_BYTES, timeout_s=10))
     except OSError as err:
         raise BaselineError(f"--baseline {path}: cannot read it ({err.strerror})") from None
     except (ValueError, RecursionError) as err:

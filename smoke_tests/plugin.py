@@ -2,7 +2,9 @@
 
 The runner loads it with ``-p smoke_tests.plugin`` and hands over everything the checks need as the options
 below (``--smoke-out``, ``--smoke-level``, ...) on the check process's command line. Results go to
-``--smoke-results`` as they happen, so a crash or a hang of one check never loses the results of the others.
+``--smoke-results`` as they happen, so a crash or a hang of one check never loses the results of the others,
+and to the runner through the progress pipe, one JSON message per line ({"text": the progress line, "record":
+the check's result, "lost": a file that could not be written}), so a full disk does not lose them either.
 ``--smoke-journal`` gets the checks collected and each check as it starts (and stderr a ``STARTED`` line), so
 that when the check process dies the runner knows which check was running, what it said last, and which
 checks never ran: a run that did not finish is never a pass.
@@ -188,14 +190,27 @@ def _status(report: pytest.TestReport, call: pytest.CallInfo[Any] | None) -> str
     return "passed"
 
 
-def _progress(config: pytest.Config, line: dict[str, Any]) -> None:
+def _progress(config: pytest.Config, line: dict[str, Any], **message: Any) -> None:
+    """The progress line to the runner, with `message`'s parts ("record", "lost") beside it."""
     # pytest captures fds 1 and 2, so progress goes to a pipe the runner hands over (--smoke-progress-fd).
     fd = options(config).progress_fd
     note = f": {line['message'][:90]}" if line["message"] else ""
     text = f"  {line['status'].upper():8} {line['category']}/{line['name']} ({line['duration_s']} s){note}\n"
     if fd is not None:
+        data = (json.dumps({"text": text, **message}, default=str) + "\n").encode()
         with contextlib.suppress(OSError):  # the runner went away: progress is optional
-            os.write(fd, text.encode())
+            while data:  # a pipe may take a long record in parts
+                data = data[os.write(fd, data) :]
+
+
+def _append_result(path: Path, line: dict[str, Any]) -> dict[str, Any] | None:
+    """One JSON line onto the results file; on failure (a full disk) the file, its errno and strerror."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, default=str) + "\n")
+    except OSError as err:
+        return {"file": str(path), "errno": err.errno, "error": err.strerror or str(err)}
+    return None
 
 
 # --- The journal: what was collected, what started ------------------------------------------------------
@@ -213,7 +228,8 @@ def _names(item: pytest.Item) -> dict[str, str]:
 def _journal(config: pytest.Config, record: dict[str, Any]) -> None:
     path = options(config).journal
     if path is not None:
-        with open(path, "a", encoding="utf-8") as fh:
+        # A full disk: the results still reach the runner (the pipe).
+        with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
 
@@ -254,10 +270,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             "breakdown": (record or CheckRecord(options(item.config).out)).breakdown(setup_s, call_s),
         }
         results = options(item.config).results
-        if results is not None:
-            with open(results, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(line, default=str) + "\n")
-        _progress(item.config, line)
+        lost = _append_result(results, line) if results is not None else None
+        _progress(item.config, line, record=line, **({"lost": lost} if lost else {}))
     return report
 
 

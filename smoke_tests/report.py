@@ -498,3 +498,17 @@ def summary_text(report: dict[str, Any], report_dir: Path) -> str:
     lines.append(f"  report: {report_dir / 'report.html'}")
     lines.append("=" * 78)
     return "\n".join(lines)
+
+
+def figures_text(report: dict[str, Any]) -> str:
+    """Every check's status and figures, for the terminal when report.json could not be written (a full disk):
+    the run's numbers are not lost."""
+    lines = ["every check and figure of this run (report.json could not be written):"]
+    for check in report["checks"]:
+        figures = "; ".join(
+            f"{name} {fig.get('value')} {fig.get('unit') or ''}".rstrip()
+            for name, fig in (check.get("figures") or {}).items()
+            if isinstance(fig, dict)
+        )
+        lines.append(f"  {check['status'].upper():8} {check['category']}/{check['name']}  {figures}".rstrip())
+    return "\n".join(lines)

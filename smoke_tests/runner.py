@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,24 @@ from gpu_doctor import system as gpu_system
 from gpu_doctor.build import gpu_backend, gpu_capabilities
 from gpu_doctor.cli import require_gpu_from_env
 from gpu_doctor.model import Layer
-from smoke_tests import completion, report, timing, warmup, worker
-from smoke_tests.baseline import BaselineError, compare, load_baseline
+from gpu_doctor.safe_read import read_bytes
+from smoke_tests import completion, lifeline, report, timing, warmup, worker
+from smoke_tests.baseline import compare, load_baseline
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
+from workloads.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_NO_SPACE,
+    EXIT_OK,
+    EXIT_THRESHOLD_FAILED,
+    NoSpaceError,
+    WorkloadError,
+    is_no_space,
+)
+from workloads.locks import lock_folder
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
+MAX_READ_BACK_BYTES = 256 << 20  # what the check process writes (every telemetry sample): a few MB
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
 
 
@@ -87,20 +99,80 @@ def _out_dir(arg: Path | None) -> Path:
     try:
         make_writable_folder(out)
     except OSError as err:
+        if is_no_space(err):
+            raise NoSpaceError(f"--out {out}: cannot write there ({err.strerror})") from None
         raise UsageError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+    lock_folder(out, "--out")  # two runs into one folder would mix their reports: the second is refused
     return out.resolve()
 
 
-def _relay(fd: int) -> threading.Thread:
+@dataclass
+class Relayed:
+    """What the check process sent through its progress pipe: each finished check's record (also appended to
+    results.jsonl, which a full disk can cut short) and the files it could not write."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lost: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _relay(fd: int, relayed: Relayed) -> threading.Thread:
+    """Print the check process's progress lines as they come, and keep what they carry (plugin.py)."""
+
     def pump() -> None:
-        with os.fdopen(fd, "rb", buffering=0) as pipe:
-            for line in iter(pipe.readline, b""):
-                sys.stdout.write(line.decode(errors="replace"))
-                sys.stdout.flush()
+        with os.fdopen(fd, "rb") as pipe:
+            for raw in iter(pipe.readline, b""):
+                try:
+                    message = json.loads(raw)
+                except ValueError:  # the last line of a killed check process, cut short
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if isinstance(message.get("record"), dict):
+                    relayed.records.append(message["record"])
+                if isinstance(message.get("lost"), dict):
+                    relayed.lost.append(message["lost"])
+                _say(str(message.get("text", "")), end="")
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
     return thread
+
+
+def _log_pump(fd: int, path: Path, relayed: Relayed) -> threading.Thread:
+    """The check process's output into pytest.log, through this runner rather than straight into the file: a
+    full disk then costs the log (said in `relayed.lost`), never the checks (pytest ends with an internal
+    error when it cannot write its output)."""
+
+    def pump() -> None:
+        log: Any = None
+        try:
+            log = path.open("wb", buffering=0)
+        except OSError as err:
+            relayed.lost.append(_lost(err))
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(1 << 16), b""):
+                if log is None:
+                    continue  # read on: the check process must never block on its output
+                try:
+                    log.write(chunk)
+                except OSError as err:
+                    relayed.lost.append(_lost(OSError(err.errno, err.strerror, str(path))))
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+def _say(text: str, file: Any = None, end: str = "\n") -> None:
+    """Print to the terminal, which may be gone (SIGHUP: a closed SSH session): the report is on disk."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=file or sys.stdout, end=end, flush=True)
 
 
 def check_env(args: argparse.Namespace) -> dict[str, str]:
@@ -117,10 +189,10 @@ def check_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_checks(
-    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int
+    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int, relayed: Relayed | None = None
 ) -> tuple[int | None, str]:
     """Run pytest over the check modules in a child; returns (its exit code, -N when a signal killed it, or
-    None when the runner stopped it; the note that says why).
+    None when the runner stopped it; the note that says why); the checks' records arrive in `relayed`.
     Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
     limits = level_settings(args.level)
     results, journal = out / "results.jsonl", out / completion.JOURNAL
@@ -165,37 +237,59 @@ def run_checks(
         cmd.append(f"--smoke-data={args.data.resolve()}")
     if args.select:
         cmd += ["-k", args.select]
-    relay = _relay(read_fd)
-    with (out / completion.LOG).open("w") as log:
-        # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(write_fd,), process_group=0
-        )
-        os.close(write_fd)
-        code, note = _wait(proc, limits["suite_timeout_s"])
-        stop_process_group(proc)  # whatever a check started and left behind
+    relayed = relayed if relayed is not None else Relayed()
+    relay = _relay(read_fd, relayed)
+    log_read, log_write = os.pipe()
+    log = _log_pump(log_read, out / completion.LOG, relayed)
+    # Its own process group: Ctrl-C in a terminal reaches this runner only, which then stops the group.
+    # Through the lifeline: it dies with this runner however the runner ends (SIGKILL, a closed terminal).
+    proc = subprocess.Popen(lifeline.command(cmd), stdout=log_write, stderr=subprocess.STDOUT, env=env,
+                            pass_fds=(write_fd,), process_group=0)  # fmt: skip
+    os.close(write_fd)
+    os.close(log_write)
+    code, note = _wait(proc, limits["suite_timeout_s"])
+    stop_process_group(proc)  # whatever a check started and left behind
     relay.join(timeout=5)
+    log.join(timeout=5)
     return code, note  # a negative code (killed by a signal) is judged by smoke_tests.completion
 
 
 # --- signals and the check process ------------------------------------------------------------------------
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C; kill, docker stop; a closed terminal
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by a stop signal while the runner prepares (settings, the GPU probe), so
+    that nothing it is doing there, a read that blocks included, keeps it from stopping."""
+
+
 class StopRequest:
-    """SIGINT and SIGTERM are recorded here and acted on where the runner can do it cleanly: the check
-    process group is stopped, and the report (marked interrupted) is written all the same."""
+    """SIGINT, SIGTERM and SIGHUP are recorded here. Before the checks start they stop the runner at once
+    (Stopped); from then on the runner acts on them where it can do it cleanly: the check process group is
+    stopped, and the report (marked interrupted) is written all the same."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.deferred = False
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        self.signum, self.deferred = None, False
+        for sig in STOP_SIGNALS:
             signal.signal(sig, self._record)
+
+    def defer(self) -> None:
+        """From now on a signal is only recorded: the runner's own loop looks for it (run_checks' _wait)."""
+        self.deferred = True
 
     def _record(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
             # os.write: a print here could land inside another print of the main thread (reentrant I/O)
             message = f"\nsmoke_tests: {self.name} received: stopping the checks, writing the report\n"
-            os.write(2, message.encode())
+            with contextlib.suppress(OSError):  # no terminal any more (SIGHUP)
+                os.write(2, message.encode())
+            if not self.deferred:
+                raise Stopped
 
     @property
     def name(self) -> str:
@@ -240,7 +334,8 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
             except (ProcessLookupError, PermissionError):
                 return
             time.sleep(0.1)
-    proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):  # a process stuck in the kernel (a wedged driver)
+        proc.wait(timeout=1)  # ignores even SIGKILL: the report is written without waiting for it
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
@@ -249,7 +344,11 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(errors="replace").splitlines():
+    try:
+        text = _read_back(path).decode(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
         with contextlib.suppress(ValueError):
             record = json.loads(line)
             if isinstance(record, dict):
@@ -257,10 +356,16 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _read_back(path: Path) -> bytes:
+    """A file the check process wrote into the report folder, read so that nothing found there instead (a
+    FIFO, a device) can hold the runner after a signal (gpu_doctor.safe_read)."""
+    return read_bytes(path, max_bytes=MAX_READ_BACK_BYTES, timeout_s=10)
+
+
 def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict[str, Any]:
     """The workloads' environment fingerprint (taken in the check process), plus this run's settings."""
     try:
-        fp = json.loads((out / "fingerprint.json").read_text())
+        fp = json.loads(_read_back(out / "fingerprint.json"))
     except (OSError, ValueError):
         from workloads.harness.fingerprint import environment_fingerprint
 
@@ -285,9 +390,10 @@ def build_report(
     started: float,
     timeline: tuple[float, float] | None = None,
     run_seed: int | None = None,
+    not_written: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The report; `timeline`: when the run started and the check process was launched (epoch seconds);
-    `run_seed`: the checks' seed (None: the settings')."""
+    `run_seed`: the checks' seed (None: the settings'); `not_written`: files of the run a full disk cost."""
     from smoke_tests import framework_ops
 
     data: dict[str, Any] = {
@@ -303,8 +409,13 @@ def build_report(
         "counts": report.counts(checks),
         "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
         "charts": [],
+        "not_written": list(not_written or []),
     }
-    chart = report.telemetry_chart(checks, out / "telemetry.png")
+    try:
+        chart = report.telemetry_chart(checks, out / "telemetry.png")
+    except OSError as err:
+        chart = None
+        data["not_written"].append(_lost(err))
     if chart:
         data["charts"].append(chart.name)
     if baseline is not None:
@@ -317,12 +428,36 @@ def build_report(
     return data
 
 
-def write_report(out: Path, data: dict[str, Any]) -> None:
-    """report.json and report.html, each written whole or not at all (a reader never sees half of one)."""
+def write_report(out: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+    """report.json (the smaller, first), then report.html, each written whole or not at all (a reader never
+    sees half of one); what could not be written (a full disk), as `_lost` entries."""
+    lost = []
     text = json.dumps(data, indent=1, default=str)
-    atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
+    try:
+        atomic_write(out / "report.json", lambda tmp: tmp.write_text(text))
+    except OSError as err:
+        lost.append(_lost(err))
     page = report.render_html(data, out)
-    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    try:
+        atomic_write(out / "report.html", lambda tmp: tmp.write_text(page))
+    except OSError as err:
+        lost.append(_lost(err))
+    return lost
+
+
+def _lost(err: OSError) -> dict[str, Any]:
+    """A file that could not be written, for the report and the last line (plugin.py sends the same)."""
+    return {"file": str(err.filename), "errno": err.errno, "error": err.strerror or str(err)}
+
+
+def _lost_exit(out: Path, lost: list[dict[str, Any]]) -> int:
+    """The one line about the files a run could not write, and its exit code (4 for a full disk)."""
+    full = any(is_no_space(OSError(entry.get("errno"), "")) for entry in lost)
+    names = ", ".join(dict.fromkeys(os.path.relpath(str(entry["file"]), out) for entry in lost))
+    why = "out of space" if full else lost[0]["error"]
+    _say(f"smoke_tests: error: {why}: could not write {names} in {out} (the summary above is this run's; "
+         "free some space and run again)", file=sys.stderr)  # fmt: skip
+    return EXIT_NO_SPACE if full else EXIT_BAD_INPUT
 
 
 def probe_gpu() -> Diagnosis:
@@ -331,11 +466,23 @@ def probe_gpu() -> Diagnosis:
     try:
         return diagnose(ask_framework=False, ask_compute=False)
     except Exception as err:  # diagnose() guards every probe; this is the last line of defence
-        layer = Layer("hardware").broken(f"the GPU diagnosis failed: {type(err).__name__}: {err}",
-                                          "python -m smoke_tests doctor --json")  # fmt: skip
-        return Diagnosis(
-            layers=[layer], gpu_found=True, nvml={"available": False, "reason": layer.cause, "gpus": []}
-        )
+        return _failed_probe(f"the GPU diagnosis failed: {type(err).__name__}: {err}")
+
+
+def _failed_probe(cause: str) -> Diagnosis:
+    layer = Layer("hardware").broken(cause, "python -m smoke_tests doctor --json")
+    return Diagnosis(layers=[layer], gpu_found=True, nvml={"available": False, "reason": cause, "gpus": []})
+
+
+def probe_gpu_in_background() -> Diagnosis:
+    """probe_gpu in a helper thread, the main thread waiting in short steps: a wedged driver can hold a probe
+    inside a C call that no signal interrupts, and Ctrl-C, SIGTERM or SIGHUP must still stop the run."""
+    found: list[Diagnosis] = []
+    prober = threading.Thread(target=lambda: found.append(probe_gpu()), name="gpu-probe", daemon=True)
+    prober.start()
+    while prober.is_alive():
+        prober.join(0.1)
+    return found[0] if found else _failed_probe("the GPU diagnosis ended without an answer")
 
 
 def _gpu_note(found: Diagnosis) -> str | None:
@@ -358,81 +505,95 @@ def main(argv: list[str] | None = None) -> int:
     # libdevice directory"); they reach a failing check's message and a dying check's last words.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     args = parse_args(argv)
-    STOP.install()
-    try:
-        level_settings(args.level)
-    except ValueError as err:
-        print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    out: Path | None = None
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
+    system: dict[str, Any] = {"available": False, "reason": "the GPU probe was interrupted", "gpus": []}
+    diagnosis: dict[str, Any] = {}
+    notes: list[str] = []
     try:
-        run_seed = _seed_from_env()
-        baseline = load_baseline(args.baseline) if args.baseline else None
-        if args.data and not args.data.is_dir():
-            raise UsageError(f"--data {args.data}: no such folder")
-        out = _out_dir(args.out)
-    except (UsageError, BaselineError) as err:
-        print(f"smoke_tests: error: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    found = probe_gpu()
-    notes = []
-    # Decided once, here: the backend of every check and workload (the check process inherits it).
-    backend, why = gpu_backend(
-        os.environ.get("KERAS_BACKEND"), gpu_system.current().metadata, gpu_capabilities(found.to_dict())
-    )
-    if why:
-        os.environ["KERAS_BACKEND"] = backend
-        notes.append(why)
-        found = probe_gpu()
-    system, diagnosis = found.nvml, found.to_dict()
-    print(f"smoke tests ({args.level}) -> {out}")
-    if found.staged_root:
-        print(
-            f"  !! staged root {found.staged_root} (test hook GPU_DOCTOR_ROOT): not this machine's hardware"
+        STOP.install()  # before the checks start, a stop signal ends the runner at once (Stopped)
+        try:
+            level_settings(args.level)  # the settings file, checked (SettingsError is a ValueError)
+            if args.isolation not in worker.ISOLATIONS:  # argparse checks only a value given as --isolation
+                choices = ", ".join(worker.ISOLATIONS)
+                raise UsageError(f"SMOKE_ISOLATION={args.isolation[:40]!r}: not one of {choices}")
+            run_seed = _seed_from_env()
+            baseline = load_baseline(args.baseline) if args.baseline else None
+            if args.data and not args.data.is_dir():
+                raise UsageError(f"--data {args.data}: no such folder")
+            out = _out_dir(args.out)
+        except (ValueError, UsageError, WorkloadError) as err:
+            _say(f"smoke_tests: error: {err}", file=sys.stderr)
+            return getattr(err, "exit_code", EXIT_BAD_INPUT)
+        found = probe_gpu_in_background()
+        # Decided once, here: the backend of every check and workload (the check process inherits it).
+        backend, why = gpu_backend(
+            os.environ.get("KERAS_BACKEND"), gpu_system.current().metadata, gpu_capabilities(found.to_dict())
         )
-    if note := _gpu_note(found):
-        print(f"  note: {note}")
-    for note in notes:
-        print(f"  note: {note}")
+        if why:
+            os.environ["KERAS_BACKEND"] = backend
+            notes.append(why)
+            found = probe_gpu_in_background()
+        system, diagnosis = found.nvml, found.to_dict()
+        _say(f"smoke tests ({args.level}) -> {out}")
+        if found.staged_root:
+            hook = "(test hook GPU_DOCTOR_ROOT): not this machine's hardware"
+            _say(f"  !! staged root {found.staged_root} {hook}")
+        if note := _gpu_note(found):
+            _say(f"  note: {note}")
+        for note in notes:
+            _say(f"  note: {note}")
+        STOP.defer()
+    except Stopped:
+        STOP.defer()
+        if out is None:  # no report folder yet: nothing to write
+            _say(
+                f"smoke_tests: interrupted by {STOP.name} before the report folder was made", file=sys.stderr
+            )
+            return 128 + (STOP.signum or 0)
     os.environ.update(warmup.cuda_cache_env(os.environ))  # the driver's compiled kernels outlive the run
-    warm = (
-        None
-        if STOP.signum is not None
-        else warmup.warm_up(diagnosis, check_env(args), lambda: STOP.signum is not None)
-    )
+    warm = None
+    if STOP.signum is None:
+        with contextlib.suppress(OSError):  # its progress lines to a terminal that is gone (SIGHUP)
+            warm = warmup.warm_up(diagnosis, check_env(args), lambda: STOP.signum is not None)
     if warm and not warm.get("interrupted"):
         done = f"cached in {warm['cache']}" if warm.get("cache") else f"failed: {warm.get('error')}"
         notes.append(f"{warm['what']}: {warm.get('seconds')} s before the checks (untimed), {done}")
     launched = time.time()
+    relayed = Relayed()
     if STOP.signum is None:
-        code, note = run_checks(out, args, require_gpu, run_seed)
+        code, note = run_checks(out, args, require_gpu, run_seed, relayed)
     else:
         code, note = None, STOP.note(started=False)
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
-    checks = read_results(out)
+    checks = max(relayed.records, read_results(out), key=len)  # the pipe's, unless a full disk cut the file
     with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
-        system = json.loads((out / "system.json").read_text())
+        system = json.loads(_read_back(out / "system.json"))
     with contextlib.suppress(OSError, ValueError):
-        diagnosis = json.loads((out / "diagnosis.json").read_text())
+        diagnosis = json.loads(_read_back(out / "diagnosis.json"))
     # A run that did not finish (the check process died, was stopped, or left checks unrun) is never a pass.
     incomplete = completion.unfinished(out, checks, code, note)
     if incomplete:
         checks += completion.records(incomplete, interrupted=bool(interrupted))
     data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
-                        (started_epoch, launched), run_seed)  # fmt: skip
+                        (started_epoch, launched), run_seed, relayed.lost)  # fmt: skip
     if incomplete:
         data["incomplete"] = incomplete
     data["notes"], data["warmup"] = notes, warm
     if interrupted:
         data["interrupted"] = interrupted
         data["verdict"] = "INTERRUPTED"
-    write_report(out, data)
-    print(report.summary_text(data, out))
+    lost = [*data["not_written"], *write_report(out, data)]
+    _say(report.summary_text(data, out))
+    if lost:
+        if any(entry["file"] == str(out / "report.json") for entry in lost):
+            _say(report.figures_text(data))  # report.json did not fit: every figure goes to the terminal
+        return _lost_exit(out, lost)
     if interrupted:
-        return 128 + STOP.signum
+        return 128 + (STOP.signum or 0)
     # pytest: 2 interrupted (a check module did not import), 3 internal error, 4 usage, 5 no check selected.
     if code in (2, 3, 4, 5) and not incomplete:
-        print(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
-              file=sys.stderr)  # fmt: skip
+        _say(f"smoke_tests: error: pytest could not run the checks (exit {code}); see {out / 'pytest.log'}",
+             file=sys.stderr)  # fmt: skip
         return EXIT_BAD_INPUT
     return EXIT_OK if data["verdict"] == "PASSED" else EXIT_THRESHOLD_FAILED

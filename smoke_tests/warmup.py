@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from smoke_tests import lifeline
+
 # The driver's default cache is 256 MiB, too small for a framework's kernels; 4 GiB is its maximum.
 CACHE_MAXSIZE = str(4 * 2**30)
 CACHE_SUBDIR = "keras-workstation/cuda"
@@ -75,8 +77,8 @@ def warm_up(
             f"  !! test hook SMOKE_WARMUP_ENTRY={env['SMOKE_WARMUP_ENTRY']}: not the real warm-up", flush=True
         )
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smoke_tests.warmup"], env=dict(env), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(  # through the lifeline: it dies with the runner, however the runner ends
+        lifeline.command([sys.executable, "-m", "smoke_tests.warmup"]), env=dict(env), stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, process_group=0,
     )  # fmt: skip
     next_line = started + heartbeat_s

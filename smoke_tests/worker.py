@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smoke_tests.lifeline import die_with_parent
 from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 # How the smoke test runs the workloads: in this worker (default), or each in a fresh interpreter.
@@ -72,13 +73,7 @@ PYTHON_UNCAUGHT_EXIT = 1
 def _die_with_parent(parent: int) -> None:
     """Exit when `parent` is gone, whatever killed it (no worker outlives the smoke test). A running workload
     gets SIGTERM first, which ends it like Ctrl-C, with its result written ("interrupted")."""
-    with contextlib.suppress(Exception):  # Linux only; the watchdog below covers the rest
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
+    die_with_parent(parent, signal.SIGTERM)  # Linux; the watchdog below covers the rest
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -18,8 +18,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         os.chmod(tmp, new_file_mode())  # mkstemp makes 0600; results are shared like any other file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # a full disk gets back what the half-written file took
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the file meant, not the temporary one
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 

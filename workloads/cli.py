@@ -1,12 +1,14 @@
 """`python -m workloads <workload> [options]` (also the `workloads` console script).
 
 Options are parsed before Keras is imported, so `--backend` can still choose the backend.
-Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 130 Ctrl-C.
+Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 4 out of
+space, 130 Ctrl-C, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 from pathlib import Path
@@ -187,7 +189,8 @@ _interrupted = False
 
 
 def _interrupt(signum, frame) -> None:
-    """Ctrl-C, and SIGTERM (docker stop, systemctl stop, kill) the same way: interrupt the work, once. A
+    """Ctrl-C, SIGTERM (docker stop, systemctl stop, kill) and SIGHUP (the terminal closed: an SSH session
+    that dropped) the same way: interrupt the work, once. A
     second signal (the runner's SIGTERM after a Ctrl-C at the terminal) must not cut the writing of the
     interrupted run's result, and once it is done and reported a late signal changes nothing."""
     global _interrupted
@@ -199,20 +202,29 @@ def _interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     global _working, _interrupted
     _working, _interrupted = True, False
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     parser, args = build_parser(), None
     try:
         args = parser.parse_args(argv)
         return dispatch(args)
     except errors.WorkloadError as exc:
-        print(f"workloads {args.workload}: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+        _tell(f"workloads {args.workload}: error: {' '.join(str(exc).split())}")  # one line
         return exc.exit_code
+    except OSError as exc:  # a file the run could not read or write, outside a run's own handling: one line
+        _tell(f"workloads {getattr(args, 'workload', '')}: error: {errors.os_error_line(exc)}")
+        return errors.os_error_exit(exc)
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
-        print(f"workloads {getattr(args, 'workload', '')}: interrupted", file=sys.stderr)  # no traceback
+        _tell(f"workloads {getattr(args, 'workload', '')}: interrupted")  # no traceback
         return errors.EXIT_INTERRUPTED
     finally:
         _working = False
+
+
+def _tell(line: str) -> None:
+    """One line to stderr, which may be a terminal that is gone (SIGHUP): the exit code still says it."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

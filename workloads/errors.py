@@ -1,9 +1,12 @@
 """Exit codes and the errors that map onto them (one place, so the CLI, tests and smoke tests agree)."""
 
+import errno
+
 EXIT_OK = 0
 EXIT_THRESHOLD_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_NO_SPACE = 4  # the disk (or the user's quota) is full: what could be written is, the figures are printed
 EXIT_INTERRUPTED = 130
 
 
@@ -17,7 +20,29 @@ class InputError(WorkloadError):
     """Bad user input: a missing or malformed dataset, an unknown option value, an unwritable directory."""
 
 
+class NoSpaceError(WorkloadError):
+    """The disk or quota filled up: the run's figures went to the terminal, and what fitted was written."""
+
+    exit_code = EXIT_NO_SPACE
+
+
 class DivergedError(WorkloadError):
     """Training produced a NaN or infinite loss; what was written so far is kept."""
 
     exit_code = EXIT_DIVERGED
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """A write failed because the file system (ENOSPC) or the user's quota (EDQUOT) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError on one line, with the file it concerns: 'No space left on device: runs/x/result.json'."""
+    what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    return f"{what}: {exc.filename}" if exc.filename else what
+
+
+def os_error_exit(exc: OSError) -> int:
+    """The exit code of a run ended by an OSError: its own for a full disk, else bad input (a path)."""
+    return EXIT_NO_SPACE if is_no_space(exc) else EXIT_BAD_INPUT

@@ -5,6 +5,7 @@ checks before the workloads)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -100,8 +101,10 @@ def workload_data(smoke_options: SmokeOptions) -> tuple[Path | None, str]:
 def diagnosis(report_dir: Path) -> Diagnosis:
     """The layered GPU diagnosis without importing the framework (the framework checks do that part)."""
     result = diagnose(gpu_system.current(), framework_ops.name(), ask_framework=False, ask_compute=False)
-    (report_dir / "system.json").write_text(json.dumps(result.nvml, default=str))  # the report's GPU section
-    (report_dir / "diagnosis.json").write_text(json.dumps(result.to_dict(), default=str))
+    # The report's GPU section, as this process saw it; on a full disk the runner uses its own probe's.
+    with contextlib.suppress(OSError):
+        (report_dir / "system.json").write_text(json.dumps(result.nvml, default=str))
+        (report_dir / "diagnosis.json").write_text(json.dumps(result.to_dict(), default=str))
     return result
 
 

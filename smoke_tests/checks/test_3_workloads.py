@@ -15,16 +15,23 @@ from typing import Any
 
 import pytest
 
-from smoke_tests import framework_ops, timing
+from smoke_tests import framework_ops, lifeline, timing
 from smoke_tests.plugin import CheckRecord, options
 from smoke_tests.settings import level_settings
 from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
-from workloads.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_THRESHOLD_FAILED
+from workloads.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_SPACE,
+    EXIT_THRESHOLD_FAILED,
+)
 
 EXIT_MEANING = {
     EXIT_THRESHOLD_FAILED: "a threshold failed",
     EXIT_BAD_INPUT: "bad input",
     EXIT_DIVERGED: "training diverged (NaN)",
+    EXIT_NO_SPACE: "out of space",
     EXIT_INTERRUPTED: "interrupted",
 }
 
@@ -55,7 +62,10 @@ def run_subprocess(cmd: list[str], log: Path, limit: float) -> Outcome:
     t0 = time.monotonic()
     with log.open("w") as fh:
         try:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, timeout=limit, check=False)
+            # Through the lifeline: the workload dies with this check process, however that ends.
+            proc = subprocess.run(
+                lifeline.command(cmd), stdout=fh, stderr=subprocess.STDOUT, timeout=limit, check=False
+            )
         except subprocess.TimeoutExpired:
             return Outcome(None, time.monotonic() - t0, 0.0, f"stopped after {limit:.0f} s")
     code = proc.returncode

@@ -3,7 +3,8 @@
 The template is rendered by Ansible itself (ansible.builtin.template, the role's own file) with the paths it
 would get on a machine, then JupyterLab of this checkout's .venv is started with it, as the unit's ExecStart
 would. Missing, empty and blank token files, a command line that empties the token and a malformed password
-hash must refuse to start; a token or a password hash must open it to that credential only. (The converged
+hash must refuse to start, and so must a weak token (one character, an invisible U+200B or U+FEFF); a token or
+a password hash must open it to that credential only. (The converged
 chroot, tests/ansible/test_cpu_path.py, checks the same service started from its unit.)
 """
 
@@ -131,10 +132,12 @@ def stop(server: subprocess.Popen) -> str:
 
 @pytest.mark.parametrize(
     ("token", "args"),
-    [(None, ()), ("", ()), (" \n\t\n", ()), (TOKEN, ("--IdentityProvider.token=",)),
-     (TOKEN, ("--IdentityProvider.token= ",))],
-    ids=["token-file-missing", "token-file-empty", "token-file-blank", "command-line-empties-it",
-         "command-line-blanks-it"],
+    [(None, ()), ("", ()), (" \n\t\n", ()), ("\u200b\n", ()), ("\ufeff", ()), ("x\n", ()),
+     (TOKEN, ("--IdentityProvider.token=",)), (TOKEN, ("--IdentityProvider.token= ",)),
+     (TOKEN, ("--IdentityProvider.token=x",))],
+    ids=["token-file-missing", "token-file-empty", "token-file-blank", "token-file-zero-width-space",
+         "token-file-byte-order-mark", "token-file-one-character", "command-line-empties-it",
+         "command-line-blanks-it", "command-line-weakens-it"],
 )  # fmt: skip
 def test_no_credential_refuses_to_start(rendered: Rendered, servers, token: str | None, args: tuple) -> None:
     credentials(rendered, token)

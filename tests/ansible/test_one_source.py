@@ -1,5 +1,6 @@
 """Role defaults read from the project's one source of a fact, never typed again: uv's version
-(pyproject.toml [tool.keras-workstation]) and the recommended driver branch (gpu_doctor/rules.toml)."""
+(pyproject.toml [tool.keras-workstation]), the recommended driver branch (gpu_doctor/rules.toml) and the
+shortest JupyterLab token (workloads/service/jupyter_auth.py's MIN_TOKEN_LENGTH)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ from pathlib import Path
 import pytest
 
 from gpu_doctor import rules
+from workloads.service import jupyter_auth
 
 from .conftest import ANSIBLE_DIR, REPO
 
 pytestmark = pytest.mark.ansible
 DEFAULTS = [
-    ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml" for role in ("python_env", "nvidia_driver")
+    *(ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml" for role in ("python_env", "nvidia_driver")),
+    ANSIBLE_DIR / "roles" / "jupyter" / "vars" / "main.yml",
 ]
 
 
 def role_defaults(source_dir: Path, distribution: str, tmp_path: Path) -> dict:
-    """python_env_uv_version and nvidia_driver_branch as the roles' defaults compute them for `source_dir`."""
+    """python_env_uv_version, nvidia_driver_branch and jupyter_token_min_length as the roles compute them for
+    `source_dir`."""
     playbook = tmp_path / "show.yml"
     playbook.write_text(
         textwrap.dedent(
@@ -34,7 +38,8 @@ def role_defaults(source_dir: Path, distribution: str, tmp_path: Path) -> dict:
               tasks:
                 - ansible.builtin.copy:
                     dest: {tmp_path / "facts.json"}
-                    content: "{{{{ dict(uv=python_env_uv_version, branch=nvidia_driver_branch) | to_json }}}}"
+                    content: "{{{{ dict(uv=python_env_uv_version, branch=nvidia_driver_branch,
+                                   token=jupyter_token_min_length) | to_json }}}}"
                     mode: "0644"
             """
         )
@@ -55,6 +60,7 @@ def test_defaults_are_the_project_facts(tmp_path: Path) -> None:
     facts = role_defaults(REPO, "Ubuntu", tmp_path)
     assert uv_pin == f'uv-version = "{facts["uv"]}"'
     assert int(facts["branch"]) == rules.recommended_branch()
+    assert int(facts["token"]) == jupyter_auth.MIN_TOKEN_LENGTH
 
 
 def test_defaults_follow_an_edited_source(tmp_path: Path) -> None:
@@ -66,8 +72,13 @@ def test_defaults_follow_an_edited_source(tmp_path: Path) -> None:
     shutil.copy(rules.RULES_FILE, source / "gpu_doctor" / "rules.toml")
     toml = source / "gpu_doctor" / "rules.toml"
     toml.write_text(toml.read_text().replace("\nrecommended_branch = ", "\nrecommended_branch = 9"))
+    auth = source / "workloads" / "service" / "jupyter_auth.py"
+    auth.parent.mkdir(parents=True)
+    rule = Path(jupyter_auth.__file__).read_text()
+    auth.write_text(rule.replace("\nMIN_TOKEN_LENGTH = ", "\nMIN_TOKEN_LENGTH = 9"))
     facts = role_defaults(source, "Ubuntu", tmp_path)
     assert facts["uv"].startswith("9.9.9-was-")
     assert facts["branch"] == f"9{rules.recommended_branch()}"
+    assert int(facts["token"]) == int(f"9{jupyter_auth.MIN_TOKEN_LENGTH}")
     # Debian 12 carries one branch, whatever the recommendation
     assert role_defaults(source, "Debian", tmp_path)["branch"] == "535"

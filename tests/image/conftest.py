@@ -162,7 +162,7 @@ def jupyter(
     """One JupyterLab container for a module, run the documented way: --user HOST_UID:HOST_GID."""
     tracker = TrackedContainer(image)
     workdir = host_workdir(tmp_path_factory, "jupyter-work")
-    port, token = free_port(), "kw-test-token-0123456789abcdef"
+    port, token = free_port(), "kw-test-token-0123456789abcdefghijklmnop"
     try:
         cid = tracker.run(
             "--user", f"{HOST_UID}:{HOST_UID}", "-p", f"127.0.0.1:{port}:8888",

@@ -110,3 +110,20 @@ def test_banner_here_says_no_gpu_and_why() -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.startswith("[keras-workstation] GPU: not visible: no NVIDIA GPU found"), proc.stdout
     assert "--gpus all" in proc.stdout
+
+
+def test_every_documented_port_publishing_is_bound_to_localhost() -> None:
+    """A port published without an address exposes JupyterLab (code execution as the user) on every
+    interface: every command the project shows binds it to 127.0.0.1 (or a variable that defaults to it)."""
+    import re
+
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True, check=True)
+    unbound = re.compile(r"(?:-p|--publish)[ =]+(?:\"|')?(?:\d+|\$\w+|\$\{\w+\}):\d+\b")
+    found = [
+        f"{name}: {line.strip()}"
+        for name in tracked.stdout.splitlines()
+        if name.endswith((".md", ".sh", ".py", "Makefile", ".j2")) and (ROOT / name).is_file()
+        for line in (ROOT / name).read_text(errors="replace").splitlines()
+        if unbound.search(line)
+    ]
+    assert not found, "published on every interface:\n" + "\n".join(found)

@@ -93,7 +93,7 @@ def wait_for_api(base: str, timeout: float = 120) -> None:
 def test_hashed_password_logs_in_and_the_token_still_works(containers, tmp_path_factory) -> None:
     from jupyter_server.auth import passwd
 
-    port, token = free_port(), "kw-test-token-password-case"
+    port, token = free_port(), "kw-test-token-password-case-0123456789"
     work = host_workdir(tmp_path_factory, "password")
     cid = containers.run(
         "--user", f"{HOST_UID}:{HOST_UID}", "-p", f"127.0.0.1:{port}:8888", "-v", f"{work}:/work",

@@ -61,10 +61,12 @@ def secret_file(tmp_path: Path, content: str, name: str = "jupyter-token") -> Pa
 
 @pytest.mark.parametrize(
     ("args", "token_file"),
-    [(("-e", "JUPYTER_TOKEN="), None), (("-e", "JUPYTER_TOKEN=   "), None), ((), ""), ((), " \n\t")],
-    ids=["env-empty", "env-blank", "file-empty", "file-blank"],
+    [(("-e", "JUPYTER_TOKEN="), None), (("-e", "JUPYTER_TOKEN=   "), None), ((), ""), ((), " \n\t"),
+     (("-e", "JUPYTER_TOKEN=x"), None), (("-e", "JUPYTER_TOKEN=\u200b"), None), ((), "\u200b\n")],
+    ids=["env-empty", "env-blank", "file-empty", "file-blank", "env-one-character", "env-zero-width-space",
+         "file-zero-width-space"],
 )  # fmt: skip
-def test_an_empty_or_blank_credential_refuses_to_start(containers, tmp_path, args, token_file) -> None:
+def test_an_empty_blank_or_weak_credential_refuses_to_start(containers, tmp_path, args, token_file) -> None:
     if token_file is not None:
         path = secret_file(tmp_path, token_file)
         args = ("-v", f"{path}:{SECRET}:ro", "-e", f"JUPYTER_TOKEN_FILE={SECRET}")
@@ -194,7 +196,7 @@ def test_make_jupyter_keeps_the_token_off_command_lines(containers, tmp_path, tm
     assert token not in commands
 
 
-@pytest.mark.parametrize("content", ["", "  \n"], ids=["empty", "blank"])
+@pytest.mark.parametrize("content", ["", "  \n", "x\n"], ids=["empty", "blank", "one-character"])
 def test_make_jupyter_with_an_empty_token_file_refuses(
     containers, tmp_path, tmp_path_factory, content
 ) -> None:

@@ -142,11 +142,18 @@ def test_the_doctor_and_the_runner_import_no_framework() -> None:
     assert imported == "[]", proc.stdout[-500:]
 
 
-def test_a_bad_smoke_seed_exits_2_with_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "SMOKE_SEED": "seven"}
-    proc = subprocess.run([sys.executable, "-m", "smoke_tests", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    assert proc.returncode == 2 and proc.stderr == "smoke_tests: error: SMOKE_SEED='seven': not an integer\n"
+@pytest.mark.parametrize(
+    ("variable", "value", "line"),
+    [("SMOKE_SEED", "seven", "SMOKE_SEED='seven': not an integer"),
+     ("SMOKE_ISOLATION", "threads", "SMOKE_ISOLATION='threads': not one of worker, subprocess")],
+)  # fmt: skip
+def test_a_bad_environment_setting_exits_2_with_one_line(tmp_path: Path, variable, value, line) -> None:
+    """SMOKE_ISOLATION once passed argparse unchecked (a default is not a choice) and failed inside pytest."""
+    env = {**os.environ, variable: value}
+    proc = subprocess.run([sys.executable, "-m", "smoke_tests", "--out", str(tmp_path / "r")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == f"smoke_tests: error: {line}\n", proc.stderr[-2000:]
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_runner_hands_its_settings_to_the_checks_as_options(tmp_path: Path) -> None:
@@ -162,3 +169,19 @@ def test_the_runner_hands_its_settings_to_the_checks_as_options(tmp_path: Path) 
     if not data["gpu"]["available"]:  # the check process saw --smoke-require-gpu: no GPU is a failure
         assert proc.returncode == 1 and gpu_found["status"] == "failed", proc.stdout[-2000:]
         assert "REQUIRE_GPU=1" in gpu_found["message"]
+
+
+def test_a_report_folder_in_use_is_refused(tmp_path: Path) -> None:
+    """Two smoke runs into one --out once merged their reports; the folder is locked, as the workloads' is."""
+    from workloads.locks import lock_folder, unlock_folder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    lock_folder(out, "--out")  # another run holds it: this process
+    try:
+        proc = _run("-k", "gpu_found", "--out", str(out))
+    finally:
+        unlock_folder(out)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "another process is using it" in proc.stderr, proc.stderr
+    assert not (out / "report.json").exists()

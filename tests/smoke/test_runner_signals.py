@@ -1,6 +1,7 @@
-"""`python -m smoke_tests` stopped by SIGINT (Ctrl-C) or SIGTERM (docker stop, systemctl stop, kill): the
-report is still written, marked interrupted, with the checks that finished; no process is left behind (the
-pytest child and the workloads it runs are stopped as a group)."""
+"""`python -m smoke_tests` stopped by SIGINT (Ctrl-C), SIGTERM (docker stop, systemctl stop, kill) or SIGHUP
+(a closed terminal): the report is still written, marked interrupted, with the checks that finished; no
+process is left behind (the pytest child and the workloads it runs are stopped as a group), not even when
+the runner itself is killed with SIGKILL (they die with their parent)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.terminal import hang_up_when
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("KW_SIGNAL_SEED") or time.time())  # printed in every failure: rerun with it
@@ -35,6 +37,35 @@ def processes_using(out: Path) -> list[str]:
         if str(out) in cmdline and state != "Z":
             found.append(f"{pid}: {cmdline[:200]}")
     return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process below `pid` (children, grandchildren, ...)."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
 
 
 class Run:
@@ -116,3 +147,43 @@ def test_a_signal_during_a_workload_stops_it_and_keeps_its_result(tmp_path: Path
     results = list((out / "workloads").glob("*/result.json"))
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in results}
     assert statuses.get("moons") == "interrupted", (statuses, report["checks"][-1])
+
+
+# --- The runner killed, or its terminal closed: nothing left behind ---------------------------------------
+@pytest.mark.parametrize("isolation", ["worker", "subprocess"])
+def test_sigkill_of_the_runner_leaves_no_check_process_or_workload(tmp_path: Path, isolation: str) -> None:
+    """Nothing runs after SIGKILL in the runner: its check process, and the workload that process runs, die
+    with it (the parent-death signal), the workload ending like Ctrl-C with its result written."""
+    out = tmp_path / "report"
+    run = Run(out, "-k", "workload and moons", "--isolation", isolation)
+    log = out / "workloads" / "moons.log"
+    run.wait_for(lambda: log.is_file() and "Epoch 5/" in log.read_text(), "moons training")
+    below = descendants(run.proc.pid)  # the check process, the worker or the workload's interpreter
+    assert len(below) >= 2, below
+    run.proc.kill()
+    finished = "Epoch 100/100" in log.read_text()
+    run.proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while (left := alive(below) | set(processes_using(out))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left behind after SIGKILL of the runner ({isolation}): {left}"
+    result = json.loads((out / "workloads" / "moons" / "result.json").read_text())
+    assert finished or result["status"] == "interrupted", result["status"]
+
+
+def test_a_closed_terminal_stops_the_run_with_a_report(tmp_path: Path) -> None:
+    """An SSH session that drops: the terminal hangs up (SIGHUP to the runner, and its writes fail with EIO).
+    The run ends like SIGTERM: checks stopped, report written and marked interrupted, exit 129."""
+    out = tmp_path / "report"
+    log = out / "workloads" / "moons.log"
+    argv = [sys.executable, "-m", "smoke_tests", "--out", str(out), "-k", "workload and moons"]
+    code, shown = hang_up_when(argv, lambda _: log.is_file() and "Epoch 5/" in log.read_text(),
+                               env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
+    assert code == 128 + signal.SIGHUP, shown[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] == "SIGHUP" and report["verdict"] == "INTERRUPTED"
+    assert "INTERRUPTED" in (out / "report.html").read_text()
+    deadline = time.monotonic() + 10
+    while (left := processes_using(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left behind after the terminal closed: {left}"

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,6 +20,7 @@ import pytest
 from tests.conftest import REPO
 from workloads.data import assets
 from workloads.errors import InputError
+from workloads.locks import unlock_folder
 
 
 @pytest.fixture
@@ -421,3 +423,124 @@ def test_a_keras_home_that_cannot_be_used_is_one_line(tmp_path, source, what):
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and f"Keras cache {home}: cannot use it" in proc.stderr
+
+
+# --- A rename that fails: undone, or finished by the next run -----------------------------------------------
+def two_asset_bundle(folder: Path, version: bytes) -> Path:
+    """Two assets of the real table that pin no hash (any content installs), cats first."""
+    return make_bundle(folder, {
+        "cats_and_dogs_filtered": ("datasets/cats_and_dogs_filtered.zip", b"cats " + version),
+        "horse_or_human": ("datasets/horse-or-human.zip", b"horses " + version),
+    })  # fmt: skip
+
+
+def cli_install(bundle: Path, home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "workloads", "assets", "install", "--bundle", str(bundle),
+         "--keras-home", str(home)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_folder_where_the_second_asset_goes_installs_nothing_and_a_rerun_completes(tmp_path):
+    """It once installed the first asset, left the second out with a 20-line traceback, and deleted the
+    staging folder and its journal."""
+    home = tmp_path / "home"
+    assert cli_install(two_asset_bundle(tmp_path / "old", b"old"), home).returncode == 0
+    before = cache_state(home)
+    (home / "datasets" / "horse-or-human.zip").unlink()
+    (home / "datasets" / "horse-or-human.zip").mkdir()  # what stands in the way
+    (home / "datasets" / "horse-or-human.zip" / "keep.txt").write_text("a user's file")
+    new = two_asset_bundle(tmp_path / "new", b"new")
+    proc = cli_install(new, home)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "nothing installed" in proc.stderr, proc.stderr
+    assert "horse-or-human.zip" in proc.stderr and "a folder stands where the file goes" in proc.stderr
+    after = cache_state(home)
+    assert after["datasets/cats_and_dogs_filtered.zip"] == before["datasets/cats_and_dogs_filtered.zip"]
+    assert after["datasets/horse-or-human.zip/keep.txt"] == b"a user's file"
+    assert not list(home.glob(f"{assets.STAGING_PREFIX}*")), "an undone install leaves no staging folder"
+    shutil.rmtree(home / "datasets" / "horse-or-human.zip")
+    assert cli_install(new, home).returncode == 0
+    assert cache_state(home) == {k: v for k, v in cache_state(new).items() if k != "manifest.json"}
+
+
+def failing_replace(monkeypatch, fail_at: set[int], error: int = 13) -> list:
+    """os.replace in assets fails (EACCES) at the given calls (1-based); the others are real."""
+    calls: list = []
+    real = os.replace
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) in fail_at:
+            raise OSError(error, os.strerror(error), str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(assets.os, "replace", replace)
+    return calls
+
+
+def test_a_rename_failing_after_others_puts_every_file_back(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    assets.install(two_asset_bundle(tmp_path / "old", b"old"), home)
+    before = cache_state(home)
+    calls = failing_replace(monkeypatch, {4})  # cats aside, cats in, horses aside, horses in: fails
+    with pytest.raises(assets.CommitFailed, match=r"nothing installed .*Permission denied"):
+        assets.install(two_asset_bundle(tmp_path / "new", b"new"), home)
+    assert len(calls) > 4, "the renames before it were undone"
+    assert cache_state(home) == before and not list(home.glob(f"{assets.STAGING_PREFIX}*"))
+
+
+def test_an_undo_that_fails_too_keeps_the_journal_for_the_next_run(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    assets.install(two_asset_bundle(tmp_path / "old", b"old"), home)
+    new = two_asset_bundle(tmp_path / "new", b"new")
+    failing_replace(monkeypatch, {4, 5})  # the 4th rename fails, and so does the first undo
+    with pytest.raises(assets.CommitFailed, match=r"could not be undone.*journal is kept") as failed:
+        assets.install(new, home)
+    assert failed.value.kept and list(home.glob(f"{assets.STAGING_PREFIX}*/{assets.COMMIT}"))
+    monkeypatch.undo()
+    assets.install(new, home)  # finishes the journal first, then finds everything in place
+    assert cache_state(home) == {k: v for k, v in cache_state(new).items() if k != "manifest.json"}
+    assert not list(home.glob(f"{assets.STAGING_PREFIX}*"))
+
+
+def test_a_journal_that_cannot_be_finished_yet_is_kept_and_said_in_one_line(tmp_path, monkeypatch):
+    """Killed during its renames, then a folder appears where a file goes: the next run says so and keeps the
+    journal; once the folder is gone, the run after it finishes the install."""
+    home = tmp_path / "home"
+    new = two_asset_bundle(tmp_path / "new", b"new")
+    monkeypatch.setattr(assets.shutil, "rmtree", lambda *a, **k: None)
+    failing_replace(monkeypatch, {2}, error=4)  # "killed": cats in, then EINTR stands in for the kill
+    monkeypatch.setattr(assets, "_commit", _commit_without_undo)
+    with pytest.raises(OSError):
+        assets.install(new, home)
+    monkeypatch.undo()
+    unlock_folder(home)  # the lock a killed process would have lost
+    (home / "datasets" / "horse-or-human.zip").mkdir()
+    proc = cli_install(new, home)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "could not be finished" in proc.stderr and "journal is kept" in proc.stderr, proc.stderr
+    assert list(home.glob(f"{assets.STAGING_PREFIX}*/{assets.COMMIT}"))
+    (home / "datasets" / "horse-or-human.zip").rmdir()
+    proc = cli_install(new, home)
+    assert proc.returncode == 0 and "finished an interrupted install" in proc.stdout, proc.stderr
+    assert cache_state(home) == {k: v for k, v in cache_state(new).items() if k != "manifest.json"}
+
+
+def _commit_without_undo(home: Path, staging: Path, moves: list, what: str = "") -> None:
+    """The renames as a killed process leaves them: no undo, no clean-up."""
+    for staged, target in moves:
+        os.replace(staging / staged, home / target)
+
+
+@pytest.mark.parametrize("what", ["fifo", "device"])
+def test_a_bundle_that_is_no_file_is_refused_at_once(tmp_path, what):
+    """A FIFO given as the archive blocked the install forever (no writer ever comes)."""
+    if what == "fifo":
+        archive = tmp_path / "bundle.tar"
+        os.mkfifo(archive)
+    else:
+        archive = Path("/dev/zero")
+    with pytest.raises(InputError, match="not a folder or a regular file"):
+        assets.install(archive, tmp_path / "home")

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, run_workloads
+from tests.terminal import hang_up_when
 from tests.workloads.test_data import make_idx_dir, write_idx
 from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
@@ -183,9 +184,12 @@ def test_ctrl_c_while_the_backend_is_imported_is_one_line(tmp_path, delay):
     assert "Traceback" not in err, err[-3000:]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_an_interrupted_moons_run_keeps_its_result_and_does_not_suggest_resume(tmp_path, sig):
-    """moons has no checkpoint, so no --resume; SIGTERM (docker stop, systemctl stop) acts like Ctrl-C."""
+    """moons has no checkpoint, so no --resume; SIGTERM (docker stop, systemctl stop) and SIGHUP (a closed
+    terminal) act like Ctrl-C."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out", str(out)],
@@ -201,3 +205,22 @@ def test_an_interrupted_moons_run_keeps_its_result_and_does_not_suggest_resume(t
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "interrupted" and result["history"]["loss"], result["message"]
     assert "--resume" not in result["message"] and "cannot be resumed" in result["message"]
+
+
+def test_one_training_image_is_refused_before_quick_trains(tmp_path):
+    """One image made --quick train 30,000 epochs (about 30,000 samples), then crash; it is refused at the
+    data boundary, before any training."""
+    d = make_idx_dir(tmp_path / "d", n_train=1)
+    proc = run_workloads("mnist", "--quick", "--data", str(d), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "1 image(s); the workloads need at least 100 training images")
+
+
+def test_a_closed_terminal_keeps_the_result(tmp_path):
+    """An SSH session that drops: SIGHUP, and every later write to the terminal fails (EIO). The run ends
+    like Ctrl-C with its result written, and the failed writes cost nothing (it once died with no result)."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "workloads", "moons", "--epochs", "100000", "--out", str(out)]
+    code, shown = hang_up_when(argv, lambda shown: b"Epoch 3/" in shown, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert code == EXIT_INTERRUPTED, shown[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["history"]["loss"], result["message"]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +38,7 @@ def write_idx(
 
 def make_idx_dir(
     root: Path,
-    n_train: int = 30,
+    n_train: int = 100,
     n_test: int = 20,
     compress: bool = True,
     test_labels: np.ndarray | None = None,
@@ -51,8 +56,8 @@ def make_idx_dir(
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "raw"])
 def test_reads_gzip_and_raw_idx(tmp_path, compress):
     ds = data.load_idx_dir(make_idx_dir(tmp_path / "d", compress=compress))
-    assert ds.x_train.shape == (30, 28, 28) and ds.x_test.shape == (20, 28, 28)
-    assert ds.y_train.shape == (30,) and ds.name == "idx" and not ds.fallback
+    assert ds.x_train.shape == (100, 28, 28) and ds.x_test.shape == (20, 28, 28)
+    assert ds.y_train.shape == (100,) and ds.name == "idx" and not ds.fallback
 
 
 def labels_like(key: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +124,7 @@ def test_missing_file_is_named(tmp_path):
 
 def test_truncated_file(tmp_path):
     d = make_idx_dir(tmp_path / "d")
-    write_idx(d / "train-images-idx3-ubyte", np.zeros((30, 28, 28)), cut=100)
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((100, 28, 28)), cut=100)
     with pytest.raises(InputError, match=r"train-images-idx3-ubyte\.gz: truncated"):
         data.load_idx_dir(d)
 
@@ -141,8 +146,8 @@ def test_wrong_magic_number(tmp_path):
 
 def test_image_label_count_mismatch(tmp_path):
     d = make_idx_dir(tmp_path / "d")
-    write_idx(d / "train-labels-idx1-ubyte", np.zeros(29))
-    with pytest.raises(InputError, match="29 labels for 30 images"):
+    write_idx(d / "train-labels-idx1-ubyte", np.zeros(99))
+    with pytest.raises(InputError, match="99 labels for 100 images"):
         data.load_idx_dir(d)
 
 
@@ -215,8 +220,8 @@ def write_header(path: Path, dims: tuple[int, ...], body: bytes = b"", compress:
 @pytest.mark.parametrize(
     ("dims", "words"),
     [
-        ((2**22, 2**22, 2**20), "truncated"),  # 2**64 bytes: wraps to 0 in int64
-        ((2**32 - 1, 2**32 - 1, 2**32 - 1), "truncated"),
+        ((2**22, 2**22, 2**20), "at most 200,000 are read"),  # 2**64 bytes: wraps to 0 in int64
+        ((2**32 - 1, 2**32 - 1, 2**32 - 1), "at most 200,000 are read"),
         ((0, 28, 28), "0 items"),
         ((5, 0, 0), "0x0 pixels"),
         ((5, 28, 0), "28x0 pixels"),
@@ -267,3 +272,58 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
     assert lines[0].startswith("refused:") and "truncated or padded" in lines[0], proc.stdout
     peak_mb = int(lines[-1]) / 1024
     assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB: the body was inflated beyond its declared size"
+
+
+# --- Inputs checked for meaning: what the workloads can train on --------------------------------------------
+@pytest.mark.parametrize("side", [1, 64], ids=["1x1", "64x64"])
+def test_images_of_another_size_are_refused_by_their_header(tmp_path, side):
+    """They once reached the model and crashed it; the header says it before the body is read."""
+    d = make_idx_dir(tmp_path / "d")
+    write_idx(d / "train-images-idx3-ubyte", np.zeros((100, side, side)))
+    with pytest.raises(InputError, match=f"images of {side}x{side} pixels; the workloads take 28x28"):
+        data.load_idx_dir(d)
+
+
+@pytest.mark.parametrize(("n_train", "n_test", "words"),
+                         [(1, 20, "1 image(s); the workloads need at least 100 training images"),
+                          (100, 3, "3 image(s); the workloads need at least 10 test images")],
+                         ids=["one-training-image", "three-test-images"])  # fmt: skip
+def test_too_few_images_to_train_or_judge_are_refused(tmp_path, n_train, n_test, words):
+    """One training image made --quick run 30,000 epochs, then crash."""
+    with pytest.raises(InputError, match=re.escape(words)):
+        data.load_idx_dir(make_idx_dir(tmp_path / "d", n_train=n_train, n_test=n_test))
+
+
+def test_an_honest_gzip_declaring_hundreds_of_megabytes_is_refused_unread(tmp_path):
+    """A 486 KB gzip can hold 500 MB (1032:1): its header's 637,755 images are refused before inflating."""
+    body = np.random.default_rng(0).integers(0, 255, 500_000, dtype=np.uint8).tobytes()  # incompressible
+    path = write_header(tmp_path / "train-images-idx3-ubyte.gz", (637_755, 28, 28), body, compress=True)
+    assert path.stat().st_size * 1032 > 637_755 * 784, "the ratio check alone would let it through"
+    with pytest.raises(InputError, match="the header says 637,755 items; at most 200,000 are read"):
+        data.read_idx(path, expect_dims=3)
+
+
+@pytest.mark.parametrize("locked", ["the-folder", "a-folder-above"])
+def test_an_unreadable_data_folder_is_one_input_error(locked):
+    """It gave a PermissionError traceback. As root every folder is readable: the check drops to nobody."""
+    top = Path(tempfile.mkdtemp(prefix="kw-unreadable-"))  # not under pytest's own 0700 folder
+    try:
+        d = make_idx_dir(top / "above" / "d")
+        (top / "above" / "d" if locked == "the-folder" else top / "above").chmod(0o000)
+        top.chmod(0o755)
+        code = (
+            "import sys\nfrom workloads.data.images import load_idx_dir\n"
+            "from workloads.errors import InputError\n"
+            "try:\n    load_idx_dir(sys.argv[1])\nexcept InputError as exc:\n    print('refused:', exc)\n"
+        )
+        cmd = [sys.executable, "-c", code, str(d)]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    finally:
+        for folder in (top / "above", top / "above" / "d"):
+            with contextlib.suppress(OSError):
+                folder.chmod(0o755)
+        shutil.rmtree(top)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout.startswith("refused:") and "cannot read the folder (Permission denied)" in proc.stdout

@@ -12,6 +12,7 @@ its place and with its pinned hash. No Keras import: this works on a machine wit
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -223,11 +224,23 @@ def pack(bundle: Path, archive: Path, table: dict | None = None) -> Path:
 # --- install ------------------------------------------------------------------------------------------------
 # All or nothing. Each file is copied from the bundle into one staging folder in the Keras cache while it is
 # hashed (what is installed is what was checked, even if the bundle changes meanwhile); only when every file
-# matches does commit.json go next to them, and then the renames run with Ctrl-C held back. A process killed
+# matches does commit.json go next to them, and then the renames run with Ctrl-C held back. A rename that
+# fails (a folder standing where a file goes, a read-only folder) undoes the ones before it: each file that
+# was in the cache was first moved aside into the staging folder (previous/), and goes back. A process killed
 # during the renames leaves commit.json: the next install finishes them first. A staging folder without it
 # is thrown away. One install at a time per cache (a lock on the folder).
 STAGING_PREFIX = ".assets-install-"
 COMMIT = "commit.json"
+PREVIOUS = "previous"  # in the staging folder: the files the renames replace, until the install is done
+
+
+class CommitFailed(InputError):
+    """A rename of the commit failed. `kept`: it could not be undone, and the staging folder with its journal
+    stays for the next `assets install` to finish."""
+
+    def __init__(self, message: str, kept: bool = False) -> None:
+        super().__init__(message)
+        self.kept = kept
 
 
 def install(source: Path, home: Path | None = None, table: dict | None = None) -> dict[Path, str]:
@@ -239,6 +252,8 @@ def install(source: Path, home: Path | None = None, table: dict | None = None) -
     home = Path(home) if home is not None else keras_home()
     if not source.exists():
         raise InputError(f"{source}: no such bundle (folder or .tar)")
+    if not source.is_dir() and not source.is_file():  # a FIFO or a device would be read forever
+        raise InputError(f"{source}: not a folder or a regular file (a bundle is a folder or a .tar)")
     try:
         home.mkdir(parents=True, exist_ok=True)
         if not home.is_dir():
@@ -249,7 +264,7 @@ def install(source: Path, home: Path | None = None, table: dict | None = None) -
     recover(home)
     with _open_bundle(source, table) as (manifest, open_member):
         plan = _plan(home, manifest)
-        staging = None
+        staging, kept = None, False
         try:
             with _signals_held():  # a Ctrl-C now arrives once `staging` is known, inside this try
                 staging = _make_staging(home)
@@ -257,9 +272,12 @@ def install(source: Path, home: Path | None = None, table: dict | None = None) -
             write_json(staging / COMMIT, {"moves": moves})
             with _signals_held():
                 _commit(home, staging, moves)
+        except CommitFailed as failed:
+            kept = failed.kept
+            raise
         finally:
             with _signals_held():
-                if staging is not None:
+                if staging is not None and not kept:
                     shutil.rmtree(staging, ignore_errors=True)
     done = {home / target: "installed" for _, target in moves}
     done.update({home / target: "unchanged" for target in plan["unchanged"]})
@@ -274,7 +292,7 @@ def recover(home: Path) -> None:
         moves = _read_commit(staging / COMMIT)
         with _signals_held():
             if moves is not None:
-                _commit(home, staging, moves)
+                _commit(home, staging, moves, what="an interrupted install")
             shutil.rmtree(staging, ignore_errors=True)
         if moves is None:
             print(f"removed the staging folder of an interrupted install: {staging}")
@@ -309,11 +327,43 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _commit(home: Path, staging: Path, moves: list[list[str]]) -> None:
-    """The renames; call with the signals held. A staged file already gone was renamed before a kill."""
-    for staged, target in moves:
-        if (staging / staged).is_file():
-            os.replace(staging / staged, home / target)
+def _commit(home: Path, staging: Path, moves: list[list[str]], what: str = "the install") -> None:
+    """The renames, all or nothing; call with the signals held. A staged file already gone was renamed before
+    a kill. The file a rename replaces is moved aside first, so a failed rename undoes every one before it
+    (CommitFailed); if even that fails, the journal stays (CommitFailed.kept) for the next run to finish."""
+    undo: list[tuple[Path, Path]] = []  # (where a file is now, where it goes back), in the order they moved
+    try:
+        for staged, target in moves:
+            source, dest = staging / staged, home / target
+            if not source.is_file():
+                continue
+            if dest.is_dir() and not dest.is_symlink():
+                raise IsADirectoryError(errno.EISDIR, "a folder stands where the file goes", str(dest))
+            if os.path.lexists(dest):
+                aside = staging / PREVIOUS / target
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, aside)
+                undo.append((aside, dest))
+            os.replace(source, dest)
+            undo.append((dest, source))
+    except OSError as exc:
+        why = f"{exc.filename or home}: {exc.strerror or exc}"
+        try:
+            for now, back in reversed(undo):
+                os.replace(now, back)
+        except OSError as undo_exc:
+            raise CommitFailed(
+                f"{what} into {home} stopped half-way ({why}) and could not be undone ({undo_exc.strerror}); "
+                f"its journal is kept in {staging}: fix that, then run `assets install` again to finish it",
+                kept=True,
+            ) from None
+        if what == "the install":
+            raise CommitFailed(f"the install into {home} failed, nothing installed ({why})") from None
+        raise CommitFailed(  # the renames before the kill stay: only going forward makes the cache whole
+            f"{what} into {home} could not be finished ({why}); its journal is kept in {staging}: fix that, "
+            "then run `assets install` again to finish it",
+            kept=True,
+        ) from None
 
 
 def _plan(home: Path, manifest: dict) -> dict:

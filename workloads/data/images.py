@@ -30,6 +30,16 @@ _LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 _DEFLATE_MAX_RATIO = (
     1032  # the most deflate can expand (zlib's technical details): a bound on a gzip's content
 )
+# What a --data folder must hold to be trained on: the meaning, not only the format.
+IMAGE_SHAPE = (28, 28)  # what every workload's network takes (MNIST's format)
+# At most this many images (or labels) per IDX file: MNIST has 60,000 training images, QMNIST 120,000. A
+# gzip honestly inflates up to 1032:1, so without a cap a 486 KB file declaring 500 MB is read whole.
+MAX_ITEMS = 200_000
+# Fewer than 100 training images is no dataset to judge a recipe by (--quick trains for about 30,000
+# samples: passes over the same few, capped by recipes/mnist.py); fewer than 10 test images cannot judge an
+# accuracy.
+MIN_TRAIN_IMAGES = 100
+MIN_TEST_IMAGES = 10
 KNOWN_DATASETS: dict = tomllib.loads((Path(__file__).with_name("datasets.toml")).read_text())
 FASHION_MNIST_DIR = Path(KNOWN_DATASETS["fashion_mnist"]["debian_path"])
 
@@ -67,11 +77,14 @@ def _find_idx(data_dir: Path, stem: str) -> Path:
     raise InputError(f"{data_dir}: missing {stem}[.gz] (expected the four standard MNIST IDX files)")
 
 
-def read_idx(path: Path, expect_dims: int) -> np.ndarray:
+def read_idx(
+    path: Path, expect_dims: int, item_shape: tuple[int, ...] | None = None, max_items: int | None = MAX_ITEMS
+) -> np.ndarray:
     """Read one IDX file (raw or gzip) and validate its magic number and size.
 
     The header is read first; the body is read only up to the size it declares (plus one byte, to tell a
-    padded file), so a small gzip that inflates to gigabytes is refused without being inflated.
+    padded file), so a small gzip that inflates to gigabytes is refused without being inflated; so is a
+    header that declares more than `max_items` items, or items of another shape than `item_shape`.
     """
     path = Path(path)
     header_size = 4 + 4 * expect_dims
@@ -87,6 +100,7 @@ def read_idx(path: Path, expect_dims: int) -> np.ndarray:
                 raise InputError(f"{path}: wrong magic number 0x{magic:08x}, expected 0x{expected_magic:08x}")
             dims = [int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(expect_dims)]
             size = _declared_size(path, dims)
+            _check_meaning(path, dims, item_shape, max_items)
             body = bytearray()
             while len(body) <= size and (chunk := f.read(min(1 << 24, size + 1 - len(body)))):
                 body += chunk  # grows with what is really there, never allocated from the header's word
@@ -115,17 +129,35 @@ def _declared_size(path: Path, dims: list[int]) -> int:
     return size
 
 
+def _check_meaning(path: Path, dims: list[int], item_shape: tuple | None, max_items: int | None) -> None:
+    """The header's promise against what the workloads can use, before the body is read."""
+    if item_shape is not None and tuple(dims[1:]) != tuple(item_shape):
+        raise InputError(
+            f"{path}: images of {'x'.join(map(str, dims[1:]))} pixels; the workloads take "
+            f"{'x'.join(map(str, item_shape))} (MNIST's format)"
+        )
+    if max_items is not None and dims[0] > max_items:
+        raise InputError(
+            f"{path}: the header says {dims[0]:,} items; at most {max_items:,} are read (MNIST has 60,000)"
+        )
+
+
 def load_idx_dir(data_dir: Path) -> ImageDataset:
     """Load the four IDX files of an MNIST-format dataset, validate them and recognise which dataset it is."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"--data {data_dir}: no such directory")
-    if not any(data_dir.iterdir()):
+    try:  # a folder, or one above it, that this user may not read is one line too
+        if not data_dir.is_dir():
+            raise InputError(f"--data {data_dir}: no such directory")
+        empty = not any(data_dir.iterdir())
+    except OSError as exc:
+        raise InputError(f"--data {data_dir}: cannot read the folder ({exc.strerror or exc})") from None
+    if empty:
         raise InputError(f"--data {data_dir}: directory is empty")
     arrays = {}
     for key, stem in IDX_FILES.items():
         path = _find_idx(data_dir, stem)
-        arrays[key] = read_idx(path, expect_dims=3 if key.startswith("x") else 1)
+        images = key.startswith("x")
+        arrays[key] = read_idx(path, 3 if images else 1, IMAGE_SHAPE if images else None)
         arrays[key + "_path"] = path
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
@@ -138,6 +170,12 @@ def load_idx_dir(data_dir: Path) -> ImageDataset:
             raise InputError(f"{arrays[f'y_{split}_path']}: label {labels.max()} out of range 0-9")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise InputError(f"{data_dir}: train images {arrays['x_train'].shape[1:]} and test images differ")
+    for split, least in (("train", MIN_TRAIN_IMAGES), ("test", MIN_TEST_IMAGES)):
+        if len(arrays[f"x_{split}"]) < least:
+            raise InputError(
+                f"{arrays[f'x_{split}_path']}: {len(arrays[f'x_{split}'])} image(s); the workloads need at "
+                f"least {least} {'training' if split == 'train' else 'test'} images"
+            )
     key = identify(arrays["y_train"], arrays["y_test"])
     info = KNOWN_DATASETS.get(key, {})
     return ImageDataset(

@@ -13,6 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from gpu_doctor.safe_read import read_bytes, read_text
 from workloads.training.backend import active_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -90,7 +91,10 @@ def lock_hash(lock: Path | None = None) -> str | None:
     candidates = [lock] if lock else [PROJECT_ROOT / "uv.lock", Path(sys.prefix).parent / "uv.lock"]
     for path in candidates:
         if path and path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            try:
+                return hashlib.sha256(read_bytes(path, max_bytes=64 << 20)).hexdigest()
+            except OSError:
+                return None
     return None
 
 
@@ -116,8 +120,8 @@ def git_revision() -> str | None:
 
 def cpu_info() -> dict:
     model = platform.processor() or None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+    try:  # bounded: a fingerprint never waits on a pseudo-file (gpu_doctor.safe_read)
+        for line in read_text("/proc/cpuinfo").splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
@@ -198,6 +202,7 @@ def backend_build_info(backend: str | None = None) -> dict:
 
 def _image_manifest() -> dict:
     try:
-        return json.loads(IMAGE_MANIFEST.read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(read_bytes(IMAGE_MANIFEST))
+    except (OSError, ValueError, RecursionError):
         return {}
+    return manifest if isinstance(manifest, dict) else {}

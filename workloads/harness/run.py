@@ -6,6 +6,7 @@ so an interrupted or diverged run still writes a valid result.json with everythi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -109,7 +110,7 @@ def default_out_dir(workload: str) -> Path:
 
 
 # What a run leaves in its folder; a second run into the same folder would mix its files with these.
-RUN_FILES = ("result.json", "checkpoint.keras", "state.json")
+RUN_FILES = ("result.json", "checkpoint.keras", "checkpoint.next.keras", "state.json")
 
 
 def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
@@ -121,7 +122,8 @@ def prepare_out_dir(out_dir: Path, resuming: bool = False) -> Path:
     try:
         make_writable_folder(out_dir)
     except OSError as exc:
-        raise errors.InputError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
+        error = errors.NoSpaceError if errors.is_no_space(exc) else errors.InputError
+        raise error(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
     lock_folder(out_dir, "--out")
     earlier = [name for name in RUN_FILES if (out_dir / name).exists()]
     if earlier and not resuming:
@@ -176,9 +178,10 @@ def build_result(ctx: RunContext, status: str | None = None, message: str = "") 
 
 def interrupted_message(out_dir: Path) -> str:
     """Suggest --resume only where it works: a run that has written a checkpoint (only mnist does)."""
-    from workloads.training.recorder import CHECKPOINT, STATE
+    from workloads.training.recorder import CHECKPOINT, NEXT_CHECKPOINT, STATE
 
-    if (out_dir / CHECKPOINT).is_file() and (out_dir / STATE).is_file():
+    saved = (out_dir / CHECKPOINT).is_file() or (out_dir / NEXT_CHECKPOINT).is_file()
+    if saved and (out_dir / STATE).is_file():
         return f"interrupted: history and the last checkpoint are kept; continue with --resume {out_dir}"
     return "interrupted: the history so far is kept (no checkpoint was written, so it cannot be resumed)"
 
@@ -193,9 +196,12 @@ _EXIT = {
 
 
 def execute(ctx: RunContext, body: Callable[[RunContext], None], summary: bool = True) -> int:
-    """Run `body(ctx)`; write result.json (also after Ctrl-C or divergence); print the summary; exit code."""
+    """Run `body(ctx)`; write result.json (also after Ctrl-C, divergence or a full disk); print the summary;
+    exit code. A full disk (a plot, a checkpoint or result.json that did not fit) ends with NoSpaceError
+    after the summary is printed, so the run's figures reach the terminal whatever could not be written."""
     from workloads.harness.summary import print_summary
 
+    full: OSError | None = None
     try:
         body(ctx)
         result = build_result(ctx)
@@ -203,7 +209,23 @@ def execute(ctx: RunContext, body: Callable[[RunContext], None], summary: bool =
         result = build_result(ctx, "diverged", str(exc))
     except KeyboardInterrupt:
         result = build_result(ctx, "interrupted", interrupted_message(ctx.out_dir))
-    results.write_result(ctx.out_dir, result)
-    if summary:
-        print_summary(result, os.fspath(ctx.out_dir))
+    except OSError as exc:
+        if not errors.is_no_space(exc):
+            raise
+        full = exc  # the run stops there; what it computed so far is the result
+        result = build_result(ctx, "failed", f"out of space, the run stopped: {errors.os_error_line(exc)}")
+    written = True
+    try:
+        results.write_result(ctx.out_dir, result)
+    except OSError as exc:
+        if not errors.is_no_space(exc):
+            raise
+        full, written = full or exc, False
+    if summary or full is not None:
+        with contextlib.suppress(OSError):  # a terminal that went away (SIGHUP) must not cost the exit code
+            print_summary(result, os.fspath(ctx.out_dir), written=written)
+    if full is not None:
+        kept = "result.json written" if written else "result.json NOT written: only the figures above"
+        why = errors.os_error_line(full)
+        raise errors.NoSpaceError(f"out of space: {why} ({kept}); free space, run again")
     return _EXIT[result["status"]]

@@ -9,7 +9,8 @@ from rich.table import Table
 _STYLE = {"passed": "bold green", "failed": "bold red", "unchecked": "bold yellow"}
 
 
-def print_summary(result: dict, out_dir: str, console: Console | None = None) -> None:
+def print_summary(result: dict, out_dir: str, console: Console | None = None, written: bool = True) -> None:
+    """The run's verdict and figures; `written`: whether result.json is on disk (a full disk: it is not)."""
     console = console or Console()
     ds = result["dataset"]
     table = Table.grid(padding=(0, 2))
@@ -36,7 +37,8 @@ def print_summary(result: dict, out_dir: str, console: Console | None = None) ->
     )
     first = f"{t['first_epoch_s']:.1f} s" if t.get("first_epoch_s") is not None else "n/a"
     table.add_row("time", f"{t['total_s']:.1f} s total, first epoch {first}, steady {speed}")
-    table.add_row("output", f"{out_dir}/result.json + {len(result['plots'])} plot(s)")
+    saved = "" if written else " NOT written (out of space)"
+    table.add_row("output", f"{out_dir}/result.json{saved} + {len(result['plots'])} plot(s)")
     status = result["status"]
     console.print(
         Panel(

@@ -17,8 +17,10 @@ __all__ = ["MaxNLocator", "plt", "save", "training_curves"]
 
 def save(fig: plt.Figure, path: Path) -> str:
     """Save `fig` atomically as PNG, close it, and return the file name (for result.json's `plots`)."""
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
+    try:
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return Path(path).name
 
 

@@ -1,8 +1,11 @@
 """The one authentication rule of every JupyterLab this project starts: the image's and the Ansible service's.
 
-JupyterLab starts only with a credential: a token that is not blank, or a Jupyter password hash. A missing,
-empty or whitespace token with no password hash stops the server before it listens; it never becomes
-Jupyter's "All authentication is disabled". The rule is checked twice: when the config file is read, and
+JupyterLab starts only with a credential: a token long enough to be a secret (MIN_TOKEN_LENGTH characters,
+every one visible), or a Jupyter password hash. A missing, empty or whitespace token with no password hash
+stops the server before it listens; it never becomes Jupyter's "All authentication is disabled". A token that
+is given but weak (too short, or holding an invisible character such as U+200B, U+FEFF or NUL, which
+`str.strip()` keeps and a reader of the file does not see) stops it too, whether or not a password hash is
+set: it would open the door all the same. The rule is checked twice: when the config file is read, and
 again on the identity provider the server really builds (after the command line, which overrides config
 files), so `--IdentityProvider.token=` cannot open the server either.
 
@@ -18,6 +21,12 @@ from dataclasses import dataclass
 # What jupyter_server.auth.passwd() writes (argon2), or its older "algorithm:salt:digest" form.
 _PASSWORD_HASH = re.compile(r"^(argon2:\$argon2(id|i|d)\$\S+|[a-z0-9]+:[0-9a-f]+:[0-9a-f]+)$")
 _MAX_SECRET_BYTES = 4096  # a token or hash file is a line; anything bigger is the wrong file
+# The shortest token accepted: 32 letters and digits are about 190 bits. The one source of this number: the
+# Ansible role reads this line (jupyter_token_min_length), and refuses a jupyter_token_length below it.
+MIN_TOKEN_LENGTH = 32
+
+
+NEW_TOKEN = "a token: python3 -c 'import secrets; print(secrets.token_hex(24))'"
 
 
 class AuthRefused(SystemExit):
@@ -80,8 +89,21 @@ def secret_from_environment(name: str, file_name: str, what: str) -> Secret:
     return secret_from_text(value, f"${name}")
 
 
+def token_weakness(value: str) -> str | None:
+    """Why a given token (surrounding whitespace stripped) is no secret, or None; never shows the token."""
+    hidden = next((ch for ch in value if not ch.isprintable() or ch.isspace()), None)
+    if hidden is not None:
+        return f"holds an invisible or control character (U+{ord(hidden):04X})"
+    if len(value) < MIN_TOKEN_LENGTH:
+        return f"is {len(value)} character(s) long: a token needs at least {MIN_TOKEN_LENGTH}"
+    return None
+
+
 def require_credential(token: Secret, password_hash: Secret) -> None:
-    """The rule: a token that is not blank, or a well-formed password hash; AuthRefused otherwise."""
+    """The rule: a token of at least MIN_TOKEN_LENGTH visible characters, or a well-formed password hash
+    (with no token, or a strong one); AuthRefused otherwise."""
+    if token.given and (weakness := token_weakness(token.value)):
+        raise AuthRefused(f"{token.origin} {weakness} ({NEW_TOKEN})")
     if password_hash.given and not _PASSWORD_HASH.match(password_hash.value):
         raise AuthRefused(
             f"{password_hash.origin} is not a Jupyter password hash (make one with: python -c "
@@ -89,8 +111,7 @@ def require_credential(token: Secret, password_hash: Secret) -> None:
         )
     if not token.given and not password_hash.given:
         raise AuthRefused(
-            f"no credential: {token.origin} {token.problem()}, and no password hash is set "
-            "(a token: python3 -c 'import secrets; print(secrets.token_hex(24))')"
+            f"no credential: {token.origin} {token.problem()}, and no password hash is set ({NEW_TOKEN})"
         )
 
 

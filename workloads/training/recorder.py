@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -15,6 +17,10 @@ from workloads.atomic import atomic_write, write_json
 from workloads.errors import DivergedError
 
 CHECKPOINT = "checkpoint.keras"
+# A checkpoint being saved: written whole beside the last one, then named in state.json (its sha256: the
+# commit point), then renamed over it. A run stopped between those steps (a kill, a full disk, Ctrl-C) is
+# finished by --resume (settle_checkpoint), so the model and the state it resumes with always agree.
+NEXT_CHECKPOINT = "checkpoint.next.keras"
 STATE = "state.json"
 
 
@@ -85,11 +91,14 @@ class RunRecorder(keras.callbacks.Callback):
             self._last_save = time.perf_counter()
 
     def save_checkpoint(self, epochs_done: int) -> None:
-        """model + history, each written atomically, so Ctrl-C never leaves a broken checkpoint."""
-        atomic_write(self.checkpoint_dir / CHECKPOINT, lambda tmp: self.model.save(tmp))
-        write_json(
-            self.checkpoint_dir / STATE, {**self.state, "epochs_done": epochs_done, "history": self.history}
-        )
+        """model + history, each written atomically and committed together (NEXT_CHECKPOINT), so Ctrl-C or a
+        full disk never leaves a broken checkpoint, nor one that is out of step with its state."""
+        folder = self.checkpoint_dir
+        atomic_write(folder / NEXT_CHECKPOINT, lambda tmp: self.model.save(tmp))
+        digest = file_sha256(folder / NEXT_CHECKPOINT)
+        state = {**self.state, "epochs_done": epochs_done, "history": self.history}
+        write_json(folder / STATE, {**state, "checkpoint_sha256": digest})  # the commit point
+        os.replace(folder / NEXT_CHECKPOINT, folder / CHECKPOINT)
 
     def timings(self, total_s: float) -> dict:
         """first epoch (with compilation), the first compiled call (compile_s: tracing, compilation and that
@@ -123,7 +132,8 @@ def load_state(run_dir: Path) -> dict:
     from workloads.errors import InputError
 
     run_dir = Path(run_dir)
-    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / STATE).is_file():
+    saved = (run_dir / CHECKPOINT).is_file() or (run_dir / NEXT_CHECKPOINT).is_file()
+    if not saved or not (run_dir / STATE).is_file():
         raise InputError(f"--resume {run_dir}: no {CHECKPOINT} and {STATE} there (nothing to resume)")
     try:
         state = json.loads((run_dir / STATE).read_text())
@@ -150,6 +160,8 @@ def state_problem(state: object) -> str | None:
         "epochs": count(state.get("epochs"), 1, 100_000),
         "config": isinstance(state.get("config"), dict),
         "epochs_done": count(state.get("epochs_done"), 0, 100_000),
+        "checkpoint_sha256": state.get("checkpoint_sha256") is None  # None: saved before it was recorded
+        or (isinstance(state["checkpoint_sha256"], str) and len(state["checkpoint_sha256"]) == 64),
         "history": isinstance(state.get("history"), dict)
         and all(
             isinstance(k, str)
@@ -171,6 +183,7 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
     from workloads.errors import InputError
 
     state = load_state(run_dir)
+    settle_checkpoint(Path(run_dir), state)
     try:
         model = keras.saving.load_model(Path(run_dir) / CHECKPOINT)
     except Exception as exc:  # a damaged zip, a file that is no Keras model: all mean "cannot resume"
@@ -179,6 +192,31 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict]:
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
         ) from None
     return model, state
+
+
+def settle_checkpoint(run_dir: Path, state: dict) -> None:
+    """Make checkpoint.keras the one state.json was saved with: finish a save stopped after its commit point
+    (NEXT_CHECKPOINT is the one), or drop one stopped before it; a checkpoint that matches neither is one
+    InputError (changed or damaged), never a resume from weights that do not go with the state."""
+    from workloads.errors import InputError
+
+    wanted = state.get("checkpoint_sha256")
+    current, pending = run_dir / CHECKPOINT, run_dir / NEXT_CHECKPOINT
+    if wanted is None:  # a state saved before the digest was recorded: the checkpoint as it is
+        return
+    if pending.is_file() and file_sha256(pending) == wanted:
+        os.replace(pending, current)
+    elif current.is_file() and file_sha256(current) == wanted:
+        pending.unlink(missing_ok=True)
+    else:
+        raise InputError(
+            f"--resume {run_dir}: {CHECKPOINT} is not the one {STATE} was saved with (changed or damaged)"
+        )
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def restart(model: keras.Model, weights: list) -> None:
