@@ -86,13 +86,13 @@ def require_gpu(smoke_options: SmokeOptions) -> bool:
 def workload_data(smoke_options: SmokeOptions) -> tuple[Path | None, str]:
     """MNIST data for the workloads and the ladder, and where it came from: the user's (--data), the
     settings' default, or None: the workloads' own chain."""
-    from workloads.data.images import KNOWN_DATASETS
+    from workloads.data.images import KNOWN_DATASETS, holds_idx
 
     if smoke_options.data is not None:
         return smoke_options.data, "configured (--data)"
     default = settings()["data"]["default"]
     installed = KNOWN_DATASETS.get(default, {}).get("debian_path")
-    if installed and Path(installed).is_dir():
+    if installed and holds_idx(Path(installed)):
         return Path(installed), f"settings [data] default: {default} (Debian's package)"
     return None, "none installed: the workloads' own chain (Keras's MNIST, else the digits fallback)"
 

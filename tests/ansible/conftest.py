@@ -141,7 +141,9 @@ def diff_manifests(before: dict, after: dict) -> list[str]:
 
 @contextlib.contextmanager
 def bind_mount(source: Path, target: Path, *, kind: str = "bind") -> Iterator[Path]:
-    """Mount (always unmounted afterwards, even when the test fails)."""
+    """Mount (always unmounted afterwards, even when the test fails); the folders made for the mount point are
+    removed again, so a rootfs that later tests share holds no empty stand-in (an empty dataset folder)."""
+    made = [p for p in (target, *target.parents) if not p.exists()]
     target.mkdir(parents=True, exist_ok=True)
     if kind == "proc":
         subprocess.run(["mount", "-t", "proc", "proc", str(target)], check=True)
@@ -151,6 +153,9 @@ def bind_mount(source: Path, target: Path, *, kind: str = "bind") -> Iterator[Pa
         yield target
     finally:
         subprocess.run(["umount", "--lazy", str(target)], check=False)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 @pytest.fixture(scope="session")

@@ -327,3 +327,15 @@ def test_an_unreadable_data_folder_is_one_input_error(locked):
         shutil.rmtree(top)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stdout.startswith("refused:") and "cannot read the folder (Permission denied)" in proc.stdout
+
+
+def test_a_folder_holds_idx_only_with_its_four_files(tmp_path: Path) -> None:
+    """The smoke test's default dataset counts as installed by its files, not its folder: an empty folder
+    left behind (a removed package, a mount point) is not a dataset, so the workloads use their own chain."""
+    assert not data.holds_idx(tmp_path / "missing")
+    assert not data.holds_idx(tmp_path)
+    for stem in list(data.IDX_FILES.values())[:3]:
+        (tmp_path / f"{stem}.gz").write_bytes(b"")
+    assert not data.holds_idx(tmp_path)
+    (tmp_path / data.IDX_FILES["y_test"]).write_bytes(b"")
+    assert data.holds_idx(tmp_path)

@@ -77,6 +77,15 @@ def _find_idx(data_dir: Path, stem: str) -> Path:
     raise InputError(f"{data_dir}: missing {stem}[.gz] (expected the four standard MNIST IDX files)")
 
 
+def holds_idx(folder: Path) -> bool:
+    """Whether ``folder`` holds the four standard IDX files (gzip or raw): an MNIST-format folder, not only
+    its name (a package's folder can stay behind empty)."""
+    try:
+        return all(_find_idx(Path(folder), stem) for stem in IDX_FILES.values())
+    except (InputError, OSError):
+        return False
+
+
 def read_idx(
     path: Path, expect_dims: int, item_shape: tuple[int, ...] | None = None, max_items: int | None = MAX_ITEMS
 ) -> np.ndarray:
