@@ -197,5 +197,6 @@ def test_wsl2_gpu_gets_cuda_wheels_and_no_linux_driver(fresh_rootfs: Rootfs, fak
     assert result.rc == 0 and result.recap["changed"] == 0, result
     assert "GPU: yes: WSL2 (/dev/dxg, the Windows driver)" in result.flat, result
     assert "WSL2 uses the Windows driver; never install a Linux driver inside WSL" in result.flat
-    assert "Python environment: the locked packages with the gpu extra (CUDA wheels)" in result.flat
+    gpu_set = ", ".join(rules.extras_for(gpu=True))
+    assert f"Python environment: the locked packages with the extras {gpu_set} (the GPU set:" in result.flat
     assert_unchanged(fresh_rootfs, before)
