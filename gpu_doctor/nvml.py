@@ -7,12 +7,15 @@ call is bounded in time (gpu_doctor.bounded): a GPU that does not answer is name
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gpu_doctor import bounded, devices, kernel_log, rules
+from gpu_doctor import bounded, devices, environment, kernel_log, rules
 from gpu_doctor.context import Context
 from gpu_doctor.cuda import HUNG_REMEDY
 from gpu_doctor.model import OK, Layer
@@ -247,7 +250,7 @@ def probe(
             nvml = import_pynvml()
         except ImportError:
             info["reason"] = "nvidia-ml-py is not installed in this environment"
-            info["remedy"] = "make setup (it is in the lock's dependencies)"
+            info["remedy"] = environment.install("nvidia-ml-py", Path(sys.prefix), os.environ)
             return info
     nvml = _Watched(nvml, watch)  # type: ignore[assignment]
     watch.step("NVML's start", limits["nvml_start_s"])
