@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gpu_doctor.backends import active_backend
 from workloads.atomic import write_json
 from workloads.data import images as data
 from workloads.harness.fingerprint import environment_fingerprint
 from workloads.recipes import plots
 from workloads.recipes.mnist import stage_config
-from workloads.training.backend import active_backend
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_S = 450  # under the 8-minute call, with room for starting Python and copying the files back

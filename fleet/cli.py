@@ -22,9 +22,9 @@ from fleet import report
 from fleet.baseline import BaselineError, load_baseline
 from fleet.inventory import InventoryError, inventory_hosts
 from fleet.playbook import PLAYBOOK, Stop, run_playbook
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings
 from workloads.atomic import write_json
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_THRESHOLD_FAILED
 
 RUNS_ROOT = Path("reports/fleet")
 # Beyond the level's own suite_timeout_s: the smoke test's start and its report after the suite stopped.

@@ -12,11 +12,11 @@ import os
 import sys
 from typing import NoReturn
 
+from gpu_doctor.backends import BACKENDS
 from gpu_doctor.diagnose import BadBackend, diagnose
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_THRESHOLD_FAILED
 from gpu_doctor.render import render
 from gpu_doctor.system import Boundary
-from workloads.errors import EXIT_BAD_INPUT, EXIT_THRESHOLD_FAILED
-from workloads.training.backend import BACKENDS
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,17 +4,16 @@ unexpected exception inside a probe makes that layer BROKEN with the exception's
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 from gpu_doctor import containers, cuda, framework, hardware, libraries, nvml
+from gpu_doctor.backends import BACKENDS, active_backend
 from gpu_doctor.build import installed_build
 from gpu_doctor.context import Context
 from gpu_doctor.model import ALWAYS_RUN, BROKEN, INDEPENDENT, LAYERS, NA, NOT_CHECKED, Diagnosis, Layer
 from gpu_doctor.safe_read import READ_TIMEOUT_S
 from gpu_doctor.system import Boundary, current
-from workloads.training.backend import BACKENDS, DEFAULT_BACKEND
 
 PROBES: dict[str, Callable[[Context], Layer]] = {
     "hardware": hardware.hardware,
@@ -36,7 +35,7 @@ class BadBackend(ValueError):
 
 
 def backend_name(backend: str | None = None, env: dict[str, str] | None = None) -> str:
-    name = backend or (env if env is not None else os.environ).get("KERAS_BACKEND") or DEFAULT_BACKEND
+    name = backend or active_backend(env)
     if name not in BACKENDS:
         raise BadBackend(f"backend {name!r} is not one of {', '.join(BACKENDS)}")
     return name

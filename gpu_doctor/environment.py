@@ -1,5 +1,6 @@
-"""Which Python environment the doctor runs in, and the command that installs a framework's GPU libraries into
-that environment: every remedy for the GPU environment comes from here, so it works where the user runs.
+"""Which Python environment the doctor runs in, and the command that installs a framework's GPU libraries (or
+a package the lock provides) into that environment: every remedy for the environment comes from here, so it
+works where the user runs.
 
 - `CHECKOUT/.venv-run` (a Makefile beside its pyproject.toml; made by make smoke-test, make doctor):
   `make env EXTRAS="jax gpu"`
@@ -54,6 +55,27 @@ def extras_for(framework: str) -> list[str]:
     if framework == "torch":
         return [*dict.fromkeys([*rules.extras_for(False), TORCH_EXTRA])]
     return rules.extras_for(True)
+
+
+def install(package: str, prefix: Path, env: Mapping[str, str]) -> str:
+    """The command that brings ``package`` back into the environment at ``prefix``, its GPU set unchanged: one
+    of the lock's own dependencies (nvidia-ml-py, TensorFlow; JAX, in both sets) or PyTorch (the torch
+    extra, with the CPU set: it conflicts with the GPU set). An environment made from the lock is synced from
+    it again; any other gets `uv pip install`."""
+    torch = package == TORCH_EXTRA
+    extras = " ".join(extras_for(TORCH_EXTRA))
+    where = kind(prefix, env)
+    resync = f"rm -f {prefix.name}/.synced-* && "  # its stamp says it is up to date: it is not
+    if where == "run":
+        return f'make env EXTRAS="{extras}"' if torch else f"{resync}make env"
+    if where == "dev":
+        return f'make setup SETUP_EXTRAS="{extras}"' if torch else f"{resync}make setup"
+    if where == "provisioned":
+        flag = f' PROVISION_ARGS="-e python_env_extras={extras.replace(" ", ",")}"' if torch else ""
+        return f"make provision{flag} (from your checkout)"
+    if where == "image" and not torch:
+        return "make image (on the host), then docker run ..."
+    return f"uv pip install --python {prefix / 'bin' / 'python'} '{package}'"
 
 
 def install_gpu(framework: str, version: str | None, prefix: Path, env: Mapping[str, str]) -> str:

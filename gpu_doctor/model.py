@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from workloads.errors import EXIT_OK, EXIT_THRESHOLD_FAILED
+from gpu_doctor.exit_codes import EXIT_OK, EXIT_THRESHOLD_FAILED
 
 OK, WARN, BROKEN, NA, NOT_CHECKED = "OK", "WARN", "BROKEN", "n/a", "not checked"
 
@@ -88,7 +88,7 @@ class Diagnosis:
         return next(layer for layer in self.layers if layer.name == name)
 
     def exit_code(self) -> int:
-        """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken (workloads/errors.py's codes)."""
+        """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken (gpu_doctor/exit_codes.py)."""
         return EXIT_OK if self.healthy else EXIT_THRESHOLD_FAILED
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,12 +7,13 @@ call is bounded in time (gpu_doctor.bounded): a GPU that does not answer is name
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gpu_doctor import bounded, devices, kernel_log, rules
+from gpu_doctor import bounded, devices, environment, kernel_log, rules
 from gpu_doctor.context import Context
 from gpu_doctor.cuda import HUNG_REMEDY
 from gpu_doctor.model import OK, Layer
@@ -78,7 +79,7 @@ def _mib(value: Any) -> Any:
     return round(value / 2**20) if isinstance(value, int) else value
 
 
-def _watts(milliwatts: Any) -> Any:
+def watts(milliwatts: Any) -> Any:
     return round(milliwatts / 1000, 1) if isinstance(milliwatts, int | float) else milliwatts
 
 
@@ -168,8 +169,8 @@ def gpu_info(nvml: ModuleType, index: int) -> dict[str, Any]:
             "width_max": query(nvml.nvmlDeviceGetMaxPcieLinkWidth, h),
         },
         "temperature_c": query(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
-        "power_w": _watts(query(nvml.nvmlDeviceGetPowerUsage, h)),
-        "power_limit_w": _watts(query(nvml.nvmlDeviceGetEnforcedPowerLimit, h)),
+        "power_w": watts(query(nvml.nvmlDeviceGetPowerUsage, h)),
+        "power_limit_w": watts(query(nvml.nvmlDeviceGetEnforcedPowerLimit, h)),
         "clocks": clocks,
         "clock_events": decode_clock_events(query(nvml.nvmlDeviceGetCurrentClocksEventReasons, h)),
         "ecc_mode": {"current": ecc_current, "pending": ecc_pending},
@@ -247,7 +248,7 @@ def probe(
             nvml = import_pynvml()
         except ImportError:
             info["reason"] = "nvidia-ml-py is not installed in this environment"
-            info["remedy"] = "make setup (it is in the lock's dependencies)"
+            info["remedy"] = environment.install("nvidia-ml-py", Path(sys.prefix), os.environ)
             return info
     nvml = _Watched(nvml, watch)  # type: ignore[assignment]
     watch.step("NVML's start", limits["nvml_start_s"])
@@ -606,70 +607,3 @@ def health_layer(ctx: Context) -> Layer:
             "" if layer.status == OK else f" ({len(layer.notes)} remark(s))"
         )
     return layer
-
-
-class TelemetrySampler:
-    """Samples NVML telemetry of one GPU in a background thread during a timed window.
-
-    Use as a context manager; ``samples`` holds dicts with t (seconds since start), util_pct, sm_mhz,
-    power_w, temperature_c and clock_events (list of reason names).
-    """
-
-    def __init__(self, index: int = 0, interval_s: float = 0.1, nvml: ModuleType | None = None) -> None:
-        self.index, self.interval_s = index, interval_s
-        self.nvml = nvml if nvml is not None else import_pynvml()
-        self.samples: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.unanswered: str | None = None  # set when the last sample or the shut-down did not answer
-
-    def sample(self) -> dict[str, Any]:
-        nvml, h = self.nvml, self._handle
-        util = query(nvml.nvmlDeviceGetUtilizationRates, h)
-        return {
-            "util_pct": getattr(util, "gpu", util),
-            "sm_mhz": query(nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM),
-            "power_w": _watts(query(nvml.nvmlDeviceGetPowerUsage, h)),
-            "temperature_c": query(nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
-            "clock_events": decode_clock_events(query(nvml.nvmlDeviceGetCurrentClocksEventReasons, h)),
-        }
-
-    def _record(self) -> None:
-        self.samples.append({"t": round(time.perf_counter() - self._start, 3), **self.sample()})
-
-    def _run(self) -> None:
-        while True:
-            self._record()
-            if self._stop.wait(self.interval_s):
-                break
-
-    def _bounded(self, what: str, fn: Any) -> Any:
-        """One NVML step in the caller's thread, bounded like the diagnosis's (a hung GPU is named)."""
-        limit = rules.timeouts()["nvml_gpu_s"]
-        return bounded.run(lambda watch: fn(), limit, f"GPU {self.index} ({what})")
-
-    def __enter__(self) -> TelemetrySampler:
-        def start() -> Any:
-            self.nvml.nvmlInit()
-            return self.nvml.nvmlDeviceGetHandleByIndex(self.index)
-
-        try:
-            self._handle = self._bounded("NVML's start", start)
-        except bounded.Unanswered as hung:
-            raise RuntimeError(
-                f"{hung} while starting NVML telemetry: a firmware (GSP) hang? sudo dmesg"
-            ) from None
-        self._start = time.perf_counter()
-        self._thread = threading.Thread(target=self._run, name="nvml-telemetry", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        try:  # one more at the end: throttling that starts late in the window counts too
-            self._bounded("a telemetry sample", self._record)
-            self._bounded("NVML's shut-down", lambda: query(self.nvml.nvmlShutdown))
-        except bounded.Unanswered as hung:
-            self.unanswered = str(hung)  # the samples so far stand; the caller's own error (if any) goes on

@@ -26,14 +26,19 @@ from pathlib import Path
 from typing import Any
 
 try:
+    from gpu_doctor import exit_codes
     from gpu_doctor.safe_read import read_text
-except ImportError:  # run as a script (the Makefile, Ansible's controller; maybe isolated, -I): by its path
+except ImportError:  # run as a script (the Makefile, Ansible's controller; maybe isolated, -I): by their path
     import importlib.util
 
-    _spec = importlib.util.spec_from_file_location("_safe_read", Path(__file__).with_name("safe_read.py"))
-    _safe_read = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-    _spec.loader.exec_module(_safe_read)  # type: ignore[union-attr]
-    read_text = _safe_read.read_text
+    def _sibling(name: str) -> Any:
+        spec = importlib.util.spec_from_file_location(f"_{name}", Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+
+    exit_codes = _sibling("exit_codes")
+    read_text = _sibling("safe_read").read_text
 
 RULES_FILE = Path(__file__).resolve().with_name("rules.toml")
 
@@ -397,14 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         print(" ".join(extras_for(args.set == "gpu" if args.set else why is not None)))
         if args.why:
             print(f"extras: {why or 'no NVIDIA GPU found'}", file=sys.stderr)
-        return 0
+        return exit_codes.EXIT_OK
     try:
         result = preflight(args.lock, args.driver_branch, args.native_code)
     except OSError as err:
         print(f"rules.py: error: --lock {args.lock}: {err.strerror}", file=sys.stderr)
-        return 2
+        return exit_codes.EXIT_BAD_INPUT
     print(json.dumps(result))
-    return 0
+    return exit_codes.EXIT_OK
 
 
 if __name__ == "__main__":

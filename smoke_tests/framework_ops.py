@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from gpu_doctor.backends import active_backend
 from gpu_doctor.framework import list_gpus
-from workloads.training.backend import active_backend
 
 PRECISIONS = ("fp32", "tf32", "bf16")
 

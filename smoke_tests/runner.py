@@ -25,23 +25,17 @@ from typing import Any
 
 from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor import system as gpu_system
+from gpu_doctor.backends import keep_tensorflow_reasons
 from gpu_doctor.build import gpu_backend, gpu_capabilities
 from gpu_doctor.cli import require_gpu_from_env
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from gpu_doctor.model import Layer
 from gpu_doctor.safe_read import read_bytes
 from smoke_tests import completion, lifeline, report, timing, warmup, worker
 from smoke_tests.baseline import compare, load_baseline
 from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
 from workloads.atomic import atomic_write, make_writable_folder
-from workloads.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_NO_SPACE,
-    EXIT_OK,
-    EXIT_THRESHOLD_FAILED,
-    NoSpaceError,
-    WorkloadError,
-    is_no_space,
-)
+from workloads.errors import NoSpaceError, WorkloadError, is_no_space
 from workloads.locks import lock_folder
 
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
@@ -501,9 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor(argv[1:], prog="python -m smoke_tests doctor")
     started, started_epoch = time.perf_counter(), time.time()
-    # 1, not 2: TensorFlow's W-level lines carry its reasons ("Cannot dlopen some GPU libraries", "Can't find
-    # libdevice directory"); they reach a failing check's message and a dying check's last words.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    keep_tensorflow_reasons()  # its W-level lines reach a failing check's message and a dying check's words
     args = parse_args(argv)
     out: Path | None = None
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()

@@ -124,7 +124,7 @@ def timed_window(check: Any, label: str, gpu: bool, index: int = 0) -> Iterator[
     if not gpu:
         yield window
         return
-    from gpu_doctor.nvml import TelemetrySampler
+    from gpu_doctor.telemetry import TelemetrySampler
 
     with TelemetrySampler(index, interval_s=settings()["throttle"]["sample_interval_s"]) as sampler:
         yield window

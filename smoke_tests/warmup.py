@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gpu_doctor.backends import keep_tensorflow_reasons
 from smoke_tests import lifeline
 
 # The driver's default cache is 256 MiB, too small for a framework's kernels; 4 GiB is its maximum.
@@ -146,7 +147,7 @@ def run() -> dict[str, Any]:
 
 
 def main() -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keep_tensorflow_reasons()
     started = time.perf_counter()
     module_name, function = (os.environ.get("SMOKE_WARMUP_ENTRY") or ENTRY).split(":")
     try:

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from smoke_tests.lifeline import die_with_parent
-from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 # How the smoke test runs the workloads: in this worker (default), or each in a fresh interpreter.
 ISOLATIONS = ("worker", "subprocess")

@@ -7,7 +7,8 @@ Run them with `python -m workloads <name> --help`. The package is laid out by co
 - `data/`: the datasets and the offline assets;
 - `training/`: the framework side (backend and seeding, recorder, fused fit, pipelines, gradients);
 - `service/`: the JupyterLab authentication rule shared by the image and Ansible.
-`cli.py` adapts the command line to the recipes' plain parameters; `errors.py` holds every exit code.
+`cli.py` adapts the command line to the recipes' plain parameters; `errors.py` holds the errors that end a
+run in one line (their exit codes are every command's: gpu_doctor/exit_codes.py).
 """
 
 __version__ = "0.1.0"

@@ -1,8 +1,8 @@
 """`python -m workloads <workload> [options]` (also the `workloads` console script).
 
 Options are parsed before Keras is imported, so `--backend` can still choose the backend.
-Exit codes (workloads.errors): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged, 4 out of
-space, 130 Ctrl-C, SIGTERM or SIGHUP.
+Exit codes (gpu_doctor/exit_codes.py): 0 thresholds hold, 1 a threshold failed, 2 bad input, 3 diverged,
+4 out of space, 130 Ctrl-C, SIGTERM or SIGHUP.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
+from gpu_doctor import exit_codes
+from gpu_doctor.backends import BACKENDS
 from workloads import errors
-from workloads.training.backend import BACKENDS
 
 # The seed of a run without --seed: what a user gets, so `make calibrate` runs it beside seeds 0..N-1.
 DEFAULT_SEED = 42
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return errors.os_error_exit(exc)
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
         _tell(f"workloads {getattr(args, 'workload', '')}: interrupted")  # no traceback
-        return errors.EXIT_INTERRUPTED
+        return exit_codes.EXIT_INTERRUPTED
     finally:
         _working = False
 

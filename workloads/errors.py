@@ -1,13 +1,9 @@
-"""Exit codes and the errors that map onto them (one place, so the CLI, tests and smoke tests agree)."""
+"""The errors that end a run with one line, and the exit code each maps onto (the codes themselves are every
+command's: gpu_doctor/exit_codes.py)."""
 
 import errno
 
-EXIT_OK = 0
-EXIT_THRESHOLD_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 3
-EXIT_NO_SPACE = 4  # the disk (or the user's quota) is full: what could be written is, the figures are printed
-EXIT_INTERRUPTED = 130
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_NO_SPACE
 
 
 class WorkloadError(Exception):

@@ -15,17 +15,17 @@ from typing import Any
 
 import pytest
 
-from smoke_tests import framework_ops, lifeline, timing
-from smoke_tests.plugin import CheckRecord, options
-from smoke_tests.settings import level_settings
-from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
-from workloads.errors import (
+from gpu_doctor.exit_codes import (
     EXIT_BAD_INPUT,
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_NO_SPACE,
     EXIT_THRESHOLD_FAILED,
 )
+from smoke_tests import framework_ops, lifeline, timing
+from smoke_tests.plugin import CheckRecord, options
+from smoke_tests.settings import level_settings
+from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
 
 EXIT_MEANING = {
     EXIT_THRESHOLD_FAILED: "a threshold failed",

@@ -130,7 +130,7 @@ def _telemetry(check: CheckRecord, found: list[device_list.Device], label: str) 
     if not gpus:
         yield
         return
-    from gpu_doctor.nvml import TelemetrySampler
+    from gpu_doctor.telemetry import TelemetrySampler
 
     with contextlib.ExitStack() as stack:
         samplers = {d.label(): stack.enter_context(TelemetrySampler(index=d.nvml["index"])) for d in gpus}

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from smoke_tests.multi_gpu import devices as device_list
 from smoke_tests.multi_gpu import interconnect, siblings
 from smoke_tests.settings import level_settings
 from workloads.atomic import write_json
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK
 
 PARTS = ("per_gpu", "p2p", "all_reduce", "training")
 GIB = 2**30

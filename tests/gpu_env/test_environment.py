@@ -164,6 +164,23 @@ def test_the_checkout_remedies_install_the_framework_gpu_build(framework: str, t
         assert wanted in would, would[-2000:]
 
 
+@pytest.mark.parametrize("package", ["nvidia-ml-py", "jax", "torch"])
+def test_the_checkout_remedies_bring_back_a_missing_package(package: str, tmp_path: Path) -> None:
+    """A package the lock provides, missing from .venv-run or .venv (nvidia-ml-py for NVML, a backend for
+    `python -m workloads --backend`): the make command, run with -n once the stamp that would hide it is
+    gone, then its uv line with --dry-run, installs it; only torch changes the machine's extras."""
+    project = _project(tmp_path, makefile=True)
+    for venv, target in ((".venv-run", "env"), (".venv", "setup")):
+        remedy = environment.install(package, project / venv, {})
+        resync, _, command = remedy.rpartition(" && ")
+        assert command.startswith(f"make {target}") and "pip install" not in remedy, remedy
+        assert resync == ("" if package == "torch" else f"rm -f {venv}/.synced-*"), remedy
+        assert ("EXTRAS=" in command) == (package == "torch")
+        lines = [line for line in _make_dry_run(command).splitlines() if " sync --frozen" in line]
+        assert len(lines) == 1, remedy
+        assert f"{package}==" in _uv_dry_run(lines[0], tmp_path / venv)
+
+
 @pytest.mark.parametrize(("framework", "wanted"), [("tensorflow", "nvidia-cudnn-cu12"), ("torch", "torch==")])
 def test_the_provisioned_remedy_reaches_the_roles_uv_sync(
     framework: str, wanted: str, tmp_path: Path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pynvml
 
-from gpu_doctor import nvml, system
+from gpu_doctor import system, telemetry
 from smoke_tests import framework_ops
 from tests.gpu_doctor.staging import H100_NVML, Machine
 from tests.smoke.fake_nvml import FakeNvml
@@ -32,5 +32,5 @@ atexit.register(shutil.rmtree, _root, True)
 _machine = Machine.healthy_h100(_root)
 
 system.current = lambda env=None: _machine.boundary()
-nvml.import_pynvml = _telemetry_nvml
+telemetry.import_pynvml = _telemetry_nvml
 framework_ops.gpu_devices = lambda: ["/physical_device:GPU:0 (pretend)"]

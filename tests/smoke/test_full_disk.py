@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from gpu_doctor.exit_codes import EXIT_NO_SPACE
 from tests.conftest import REPO
 from tests.tmpfs import small_tmpfs
-from workloads.errors import EXIT_NO_SPACE
 
 CHECKS = ("environment_variables", "gpu_found")
 

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from tests.conftest import REPO, run_workloads
 from tests.terminal import hang_up_when
 from tests.workloads.test_data import make_idx_dir, write_idx
-from workloads.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 def assert_one_line_error(proc, *fragments: str) -> None:

@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_NO_SPACE
 from tests.conftest import REPO, run_workloads
 from tests.tmpfs import fill, small_tmpfs
-from workloads.errors import EXIT_BAD_INPUT, EXIT_NO_SPACE, NoSpaceError
+from workloads.errors import NoSpaceError
 from workloads.harness.run import RunContext, execute
 
 

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from benchmarks import mnist_full
+from gpu_doctor.exit_codes import EXIT_OK
 from smoke_tests.settings import seed
 from tests.conftest import REPO, require_tool, run_workloads
-from workloads.errors import EXIT_OK
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from gpu_doctor.exit_codes import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
 from tests.conftest import REPO, run_workloads
-from workloads.errors import EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
 from workloads.harness import results
 
 pytestmark = pytest.mark.slow

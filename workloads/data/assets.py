@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from workloads.atomic import new_file_mode, write_json
-from workloads.errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from workloads.errors import InputError
 from workloads.locks import lock_folder
 from workloads.training.backend import keras_home
 

@@ -13,8 +13,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from gpu_doctor.backends import active_backend
 from gpu_doctor.safe_read import read_bytes, read_text
-from workloads.training.backend import active_backend
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = (

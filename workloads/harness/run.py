@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from gpu_doctor import exit_codes
 from workloads import errors
 from workloads.atomic import make_writable_folder
 from workloads.harness import results, thresholds
@@ -187,11 +188,11 @@ def interrupted_message(out_dir: Path) -> str:
 
 
 _EXIT = {
-    "passed": errors.EXIT_OK,
-    "unchecked": errors.EXIT_OK,
-    "failed": errors.EXIT_THRESHOLD_FAILED,
-    "diverged": errors.EXIT_DIVERGED,
-    "interrupted": errors.EXIT_INTERRUPTED,
+    "passed": exit_codes.EXIT_OK,
+    "unchecked": exit_codes.EXIT_OK,
+    "failed": exit_codes.EXIT_THRESHOLD_FAILED,
+    "diverged": exit_codes.EXIT_DIVERGED,
+    "interrupted": exit_codes.EXIT_INTERRUPTED,
 }
 
 

@@ -6,10 +6,10 @@ The backend must be chosen before `keras` is first imported, so the CLI calls `s
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
-BACKENDS = ("tensorflow", "jax", "torch")
-DEFAULT_BACKEND = "tensorflow"
+from gpu_doctor.backends import BACKENDS, active_backend, keep_tensorflow_reasons
 
 
 def keras_home() -> Path:
@@ -17,20 +17,15 @@ def keras_home() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
 
 
-def active_backend() -> str:
-    """The backend Keras will use (or uses): `$KERAS_BACKEND`, else the default; nothing is imported."""
-    return os.environ.get("KERAS_BACKEND") or DEFAULT_BACKEND
-
-
 def select_backend(name: str | None) -> str:
-    """Set KERAS_BACKEND (and quiet TensorFlow's C++ logs) before Keras is imported."""
+    """Set KERAS_BACKEND (and TensorFlow's C++ log level, gpu_doctor.backends) before Keras is imported."""
     from workloads.errors import InputError
 
     name = name or active_backend()
     if name not in BACKENDS:
         raise InputError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
     os.environ["KERAS_BACKEND"] = name
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keep_tensorflow_reasons()
     import keras
 
     if keras.backend.backend() != name:
@@ -40,8 +35,10 @@ def select_backend(name: str | None) -> str:
     try:
         __import__(name)
     except ImportError:
-        extra = {"tensorflow": "", "jax": " (uv sync --extra jax)", "torch": " (uv sync --extra torch)"}[name]
-        raise InputError(f"backend {name!r} is not installed{extra}") from None
+        from gpu_doctor import environment
+
+        remedy = environment.install(name, Path(sys.prefix), os.environ)
+        raise InputError(f"backend {name!r} is not installed in this environment: {remedy}") from None
     return name
 
 
