@@ -19,13 +19,15 @@ from gpu_doctor.render import render
 from gpu_doctor.system import Boundary
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2 (the smoke runner's too)."""
+
     def error(self, message: str) -> NoReturn:  # one line and exit 2, not argparse's usage block
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
 def parse_args(argv: list[str] | None, prog: str) -> argparse.Namespace:
-    p = _Parser(prog=prog, description="The layered GPU diagnosis: hardware to compute, in seconds.")
+    p = OneLineParser(prog=prog, description="The layered GPU diagnosis: hardware to compute, in seconds.")
     p.add_argument(
         "--backend", choices=BACKENDS, help="framework to diagnose (default: $KERAS_BACKEND or tensorflow)"
     )

@@ -91,6 +91,12 @@ class Diagnosis:
         """0 healthy (or no NVIDIA GPU at all), 1 a layer is broken (gpu_doctor/exit_codes.py)."""
         return EXIT_OK if self.healthy else EXIT_THRESHOLD_FAILED
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
+        """The diagnosis `to_dict` wrote (the smoke runner hands its own to its check process this way)."""
+        fields = {k: v for k, v in data.items() if k not in ("healthy", "first_broken")}
+        return cls(**{**fields, "layers": [Layer(**layer) for layer in data["layers"]]})
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["healthy"] = self.healthy

@@ -51,6 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smoke-progress-fd", type=int, help="write one progress line per check to this fd")
     group.addoption("--smoke-data", type=Path, help="MNIST IDX folder for the workloads")
     group.addoption("--smoke-require-gpu", action="store_true", help="no NVIDIA GPU is a failure")
+    group.addoption(
+        "--smoke-diagnosis",
+        type=Path,
+        help="the runner's GPU diagnosis (diagnosis.json), read instead of probing again (default: probe)",
+    )
     group.addoption("--smoke-seed", type=int, help="the checks' and the workloads' seed (default: settings')")
     group.addoption(
         "--smoke-isolation",
@@ -70,12 +75,13 @@ class SmokeOptions:
     """The check process's settings, from its command line (the defaults are the options')."""
 
     out: Path
-    level: str
+    level: settings.Level  # resolved once, from --smoke-level
     results: Path | None
     journal: Path | None
     progress_fd: int | None
     data: Path | None
     require_gpu: bool
+    diagnosis: Path | None  # None: the checks run on their own (pytest directly) and probe the GPU
     seed: int
     isolation: str
     worker_entry: str
@@ -88,17 +94,25 @@ def options(config: pytest.Config) -> SmokeOptions:
         seed = get("smoke_seed")
         config.stash[_OPTIONS] = SmokeOptions(
             out=get("smoke_out").resolve(),
-            level=get("smoke_level"),
+            level=_level(get("smoke_level")),
             results=get("smoke_results"),
             journal=get("smoke_journal"),
             progress_fd=get("smoke_progress_fd"),
             data=get("smoke_data"),
             require_gpu=get("smoke_require_gpu"),
+            diagnosis=get("smoke_diagnosis"),
             seed=settings.seed() if seed is None else seed,
             isolation=get("smoke_isolation"),
             worker_entry=get("smoke_worker_entry"),
         )
     return config.stash[_OPTIONS]
+
+
+def _level(name: str) -> settings.Level:
+    try:
+        return settings.resolve_level(name)
+    except ValueError as err:  # a bad settings file too (SettingsError): pytest's one-line usage error
+        raise pytest.UsageError(f"--smoke-level: {err}") from None
 
 
 @pytest.fixture(scope="session")

@@ -27,13 +27,21 @@ from gpu_doctor import Diagnosis, diagnose
 from gpu_doctor import system as gpu_system
 from gpu_doctor.backends import keep_tensorflow_reasons
 from gpu_doctor.build import gpu_backend, gpu_capabilities
-from gpu_doctor.cli import require_gpu_from_env
+from gpu_doctor.cli import OneLineParser, require_gpu_from_env
 from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_NO_SPACE, EXIT_OK, EXIT_THRESHOLD_FAILED
 from gpu_doctor.model import Layer
 from gpu_doctor.safe_read import read_bytes
 from smoke_tests import completion, lifeline, report, timing, warmup, worker
 from smoke_tests.baseline import compare, load_baseline
-from smoke_tests.settings import DEFAULT_LEVEL, level_settings, seed, settings
+from smoke_tests.settings import (
+    DEFAULT_LEVEL,
+    Level,
+    SettingsError,
+    level_names,
+    resolve_level,
+    seed,
+    settings,
+)
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import NoSpaceError, WorkloadError, is_no_space
 from workloads.locks import lock_folder
@@ -41,6 +49,7 @@ from workloads.locks import lock_folder
 CHECKS_DIR = Path(__file__).resolve().parent / "checks"
 MAX_READ_BACK_BYTES = 256 << 20  # what the check process writes (every telemetry sample): a few MB
 CHECK_FILES = sorted(p.name for p in CHECKS_DIR.glob("test_*.py"))
+DIAGNOSIS_FILE, SYSTEM_FILE = "diagnosis.json", "system.json"  # the runner's GPU diagnosis, for the checks
 
 
 class UsageError(Exception):
@@ -48,13 +57,20 @@ class UsageError(Exception):
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    try:
+        levels: list[str] | None = level_names()
+    except SettingsError:  # main says why, in one line, when it resolves the level
+        levels = None
+    p = OneLineParser(
         prog="python -m smoke_tests",
         description=__doc__.splitlines()[0],
         epilog="python -m smoke_tests doctor [--help]: the layered GPU diagnosis alone (make doctor)",
     )
     p.add_argument(
-        "--level", default=DEFAULT_LEVEL, help=f"{DEFAULT_LEVEL} (default, ~3 min on 2 CPU cores) or full"
+        "--level",
+        default=DEFAULT_LEVEL,
+        choices=levels,
+        help=f"{DEFAULT_LEVEL} (default, ~3 min on 2 CPU cores), full, or a level of $SMOKE_SETTINGS",
     )
     p.add_argument("--out", type=Path, help="report folder (default reports/smoke/<timestamp>/)")
     p.add_argument("--baseline", type=Path, help="an earlier report.json of this machine to compare with")
@@ -183,12 +199,19 @@ def check_env(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_checks(
-    out: Path, args: argparse.Namespace, require_gpu: bool, run_seed: int, relayed: Relayed | None = None
+    out: Path,
+    args: argparse.Namespace,
+    level: Level,
+    require_gpu: bool,
+    run_seed: int,
+    relayed: Relayed | None = None,
+    diagnosis_file: Path | None = None,
 ) -> tuple[int | None, str]:
     """Run pytest over the check modules in a child; returns (its exit code, -N when a signal killed it, or
     None when the runner stopped it; the note that says why); the checks' records arrive in `relayed`.
-    Everything the checks need goes on the child's command line as the plugin's options (--smoke-*)."""
-    limits = level_settings(args.level)
+    Everything the checks need goes on the child's command line as the plugin's options (--smoke-*):
+    the level by name, and the runner's GPU diagnosis as `diagnosis_file` (None: the checks probe)."""
+    limits = level.settings
     results, journal = out / "results.jsonl", out / completion.JOURNAL
     results.unlink(missing_ok=True)
     journal.unlink(missing_ok=True)
@@ -218,7 +241,7 @@ def run_checks(
         "-rN",
         "--capture=tee-sys",  # native code writes to fd 2 uncaptured: a dying check's words reach pytest.log
         f"--smoke-out={out}",
-        f"--smoke-level={args.level}",
+        f"--smoke-level={level.name}",
         f"--smoke-results={results}",
         f"--smoke-journal={journal}",
         f"--smoke-progress-fd={write_fd}",
@@ -227,6 +250,8 @@ def run_checks(
     ]
     if require_gpu:
         cmd.append("--smoke-require-gpu")
+    if diagnosis_file is not None:
+        cmd.append(f"--smoke-diagnosis={diagnosis_file}")
     if args.data:
         cmd.append(f"--smoke-data={args.data.resolve()}")
     if args.select:
@@ -356,7 +381,7 @@ def _read_back(path: Path) -> bytes:
     return read_bytes(path, max_bytes=MAX_READ_BACK_BYTES, timeout_s=10)
 
 
-def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict[str, Any]:
+def fingerprint(out: Path, level: Level, require_gpu: bool, run_seed: int) -> dict[str, Any]:
     """The workloads' environment fingerprint (taken in the check process), plus this run's settings."""
     try:
         fp = json.loads(_read_back(out / "fingerprint.json"))
@@ -365,9 +390,9 @@ def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict
 
         fp = environment_fingerprint()
     fp["smoke_settings"] = {
-        "level": level,
+        "level": level.name,
         "require_gpu": require_gpu,
-        **level_settings(level),
+        **level.settings,
         "seed": run_seed,
     }
     return fp
@@ -375,7 +400,7 @@ def fingerprint(out: Path, level: str, require_gpu: bool, run_seed: int) -> dict
 
 def build_report(
     out: Path,
-    level: str,
+    level: Level,
     checks: list[dict[str, Any]],
     system: dict[str, Any],
     diagnosis: dict[str, Any],
@@ -393,7 +418,7 @@ def build_report(
     data: dict[str, Any] = {
         "schema_version": report.SCHEMA_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "level": level,
+        "level": level.name,
         "backend": framework_ops.name(),
         "require_gpu": require_gpu,
         "gpu": system,
@@ -479,6 +504,19 @@ def probe_gpu_in_background() -> Diagnosis:
     return found[0] if found else _failed_probe("the GPU diagnosis ended without an answer")
 
 
+def hand_over_diagnosis(out: Path, found: Diagnosis) -> Path | None:
+    """The runner's GPU diagnosis for its check process, which reads it instead of probing a second time:
+    diagnosis.json (and NVML's picture, system.json: the multi-GPU checks read it) in the report folder.
+    None when it could not be written (a full disk): the check process then probes for itself."""
+    path = out / DIAGNOSIS_FILE
+    try:
+        atomic_write(out / SYSTEM_FILE, lambda tmp: tmp.write_text(json.dumps(found.nvml, default=str)))
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(found.to_dict(), default=str)))
+    except OSError:
+        return None
+    return path
+
+
 def _gpu_note(found: Diagnosis) -> str | None:
     if not found.gpu_found:
         return f"no NVIDIA GPU found ({found.no_gpu_reason}); running on the CPU"
@@ -501,11 +539,12 @@ def main(argv: list[str] | None = None) -> int:
     require_gpu = bool(args.require_gpu) or require_gpu_from_env()
     system: dict[str, Any] = {"available": False, "reason": "the GPU probe was interrupted", "gpus": []}
     diagnosis: dict[str, Any] = {}
+    handed: Path | None = None
     notes: list[str] = []
     try:
         STOP.install()  # before the checks start, a stop signal ends the runner at once (Stopped)
         try:
-            level_settings(args.level)  # the settings file, checked (SettingsError is a ValueError)
+            level = resolve_level(args.level)  # decided once; the settings file, checked (a ValueError)
             if args.isolation not in worker.ISOLATIONS:  # argparse checks only a value given as --isolation
                 choices = ", ".join(worker.ISOLATIONS)
                 raise UsageError(f"SMOKE_ISOLATION={args.isolation[:40]!r}: not one of {choices}")
@@ -527,7 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(why)
             found = probe_gpu_in_background()
         system, diagnosis = found.nvml, found.to_dict()
-        _say(f"smoke tests ({args.level}) -> {out}")
+        handed = hand_over_diagnosis(out, found)
+        _say(f"smoke tests ({level.name}) -> {out}")
         if found.staged_root:
             hook = "(test hook GPU_DOCTOR_ROOT): not this machine's hardware"
             _say(f"  !! staged root {found.staged_root} {hook}")
@@ -554,20 +594,21 @@ def main(argv: list[str] | None = None) -> int:
     launched = time.time()
     relayed = Relayed()
     if STOP.signum is None:
-        code, note = run_checks(out, args, require_gpu, run_seed, relayed)
+        code, note = run_checks(out, args, level, require_gpu, run_seed, relayed, handed)
     else:
         code, note = None, STOP.note(started=False)
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
     checks = max(relayed.records, read_results(out), key=len)  # the pipe's, unless a full disk cut the file
-    with contextlib.suppress(OSError, ValueError):  # what the check process saw, when it got that far
-        system = json.loads(_read_back(out / "system.json"))
-    with contextlib.suppress(OSError, ValueError):
-        diagnosis = json.loads(_read_back(out / "diagnosis.json"))
+    if handed is None:  # the check process probed for itself (a full disk): what it saw, if it got that far
+        with contextlib.suppress(OSError, ValueError):
+            system = json.loads(_read_back(out / "system.json"))
+        with contextlib.suppress(OSError, ValueError):
+            diagnosis = json.loads(_read_back(out / "diagnosis.json"))
     # A run that did not finish (the check process died, was stopped, or left checks unrun) is never a pass.
     incomplete = completion.unfinished(out, checks, code, note)
     if incomplete:
         checks += completion.records(incomplete, interrupted=bool(interrupted))
-    data = build_report(out, args.level, checks, system, diagnosis, baseline, require_gpu, started,
+    data = build_report(out, level, checks, system, diagnosis, baseline, require_gpu, started,
                         (started_epoch, launched), run_seed, relayed.lost)  # fmt: skip
     if incomplete:
         data["incomplete"] = incomplete

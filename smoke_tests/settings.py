@@ -14,8 +14,11 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from gpu_doctor.safe_read import read_bytes
@@ -102,12 +105,31 @@ def _check_value(value: Any, expected: Any, what: str, key: str) -> None:
             raise SettingsError(f"{where} must be {least}, not {value}")
 
 
-def level_settings(level: str) -> dict[str, Any]:
-    """One level's settings; ValueError naming the levels there are when `level` is not one of them."""
+@dataclass(frozen=True)
+class Level:
+    """A smoke level, resolved once (the runner from --level, its check process from --smoke-level) and
+    passed down: its name and its settings ([levels.NAME], read-only)."""
+
+    name: str
+    settings: Mapping[str, Any]
+
+
+def level_names() -> list[str]:
+    """The levels of the settings file (the shipped one or $SMOKE_SETTINGS); SettingsError when it is bad."""
+    return list(settings()["levels"])
+
+
+def resolve_level(name: str) -> Level:
+    """The level called `name`; ValueError naming the levels there are when it is not one of them."""
     levels = settings()["levels"]
-    if level not in levels:
-        raise ValueError(f"unknown level {level!r} (choose from {', '.join(levels)})")
-    return levels[level]
+    if name not in levels:
+        raise ValueError(f"unknown level {name!r} (choose from {', '.join(levels)})")
+    return Level(name, MappingProxyType(levels[name]))
+
+
+def level_settings(level: str) -> Mapping[str, Any]:
+    """One level's settings, for the tools that take a level by name (fleet, the multi-GPU child)."""
+    return resolve_level(level).settings
 
 
 def seed(override: int | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from gpu_doctor import Diagnosis, devices, diagnose
 from gpu_doctor import system as gpu_system
 from smoke_tests import framework_ops
 from smoke_tests.plugin import CheckRecord, SmokeOptions, options
-from smoke_tests.settings import level_settings, settings
+from smoke_tests.settings import settings
 from smoke_tests.worker import WorkloadWorker
 
 # The plugin's options and `check` fixture also when pytest runs these checks directly (the runner loads
@@ -65,8 +66,9 @@ def workload_worker(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture(scope="session")
-def level(smoke_options: SmokeOptions) -> dict[str, Any]:
-    return level_settings(smoke_options.level)
+def level(smoke_options: SmokeOptions) -> Mapping[str, Any]:
+    """The settings of the level the runner chose (resolved once, in smoke_options)."""
+    return smoke_options.level.settings
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +100,12 @@ def workload_data(smoke_options: SmokeOptions) -> tuple[Path | None, str]:
 
 
 @pytest.fixture(scope="session")
-def diagnosis(report_dir: Path) -> Diagnosis:
-    """The layered GPU diagnosis without importing the framework (the framework checks do that part)."""
+def diagnosis(smoke_options: SmokeOptions, report_dir: Path) -> Diagnosis:
+    """The layered GPU diagnosis without importing the framework (the framework checks do that part): the
+    runner's (--smoke-diagnosis), which these checks never probe again. Only when the checks run on their
+    own (pytest directly; or the runner could not write its diagnosis, a full disk) do they probe here."""
+    if smoke_options.diagnosis is not None:
+        return Diagnosis.from_dict(json.loads(smoke_options.diagnosis.read_text()))
     result = diagnose(gpu_system.current(), framework_ops.name(), ask_framework=False, ask_compute=False)
     # The report's GPU section, as this process saw it; on a full disk the runner uses its own probe's.
     with contextlib.suppress(OSError):

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from gpu_doctor.exit_codes import (
 )
 from smoke_tests import framework_ops, lifeline, timing
 from smoke_tests.plugin import CheckRecord, options
-from smoke_tests.settings import level_settings
 from smoke_tests.worker import ENTRY, Outcome, WorkloadWorker
 
 EXIT_MEANING = {
@@ -39,10 +39,12 @@ EXIT_MEANING = {
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One check per workload of the level the runner chose (--smoke-level)."""
     if "name" in metafunc.fixturenames:
-        metafunc.parametrize("name", level_settings(options(metafunc.config).level)["workloads"])
+        metafunc.parametrize("name", options(metafunc.config).level.settings["workloads"])
 
 
-def workload_command(name: str, out: Path, level: dict[str, Any], seed: int, data: Path | None) -> list[str]:
+def workload_command(
+    name: str, out: Path, level: Mapping[str, Any], seed: int, data: Path | None
+) -> list[str]:
     """`python -m workloads ...` for one workload: its CLI arguments are `cmd[3:]`."""
     cmd = [sys.executable, "-m", "workloads", name, *level["workload_args"], "--out", str(out)]
     # The suite's seed: the thresholds are calibrated over seeds 0..9 (benchmarks/results/calibration/).
@@ -77,7 +79,7 @@ def run_subprocess(cmd: list[str], log: Path, limit: float) -> Outcome:
 def test_workload(
     name: str,
     check: CheckRecord,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     report_dir: Path,
     seed: int,
     workload_data: tuple[Path | None, str],

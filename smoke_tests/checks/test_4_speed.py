@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _time_warmup_and_repeats(check: CheckRecord, seconds: float, repeats: list[f
 def test_matmul_tflops(
     precision: str,
     check: CheckRecord,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     system: dict[str, Any],
     device: str,
     seed: int,
@@ -94,7 +95,7 @@ def test_matmul_tflops(
 def test_host_to_device_bandwidth(
     check: CheckRecord,
     need_gpu: None,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     system: dict[str, Any],
     framework_gpu: dict[str, Any],
 ) -> None:
@@ -154,7 +155,7 @@ def _rung_images_per_s(
     cfg: dict[str, Any],
     x: np.ndarray,
     y: np.ndarray,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     device: str,
     seed: int,
     check: CheckRecord | None = None,
@@ -217,7 +218,7 @@ def _has_tf() -> bool:
 
 def test_training_ladder(
     check: CheckRecord,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     device: str,
     seed: int,
     workload_data: tuple[Path | None, str],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ def multi_gpu(
     request: pytest.FixtureRequest,
     system: dict[str, Any],
     smoke_options: SmokeOptions,
-    level: dict[str, Any],
+    level: Mapping[str, Any],
     workload_data: tuple[Path | None, str],
     report_dir: Path,
 ) -> Iterator[Session]:
@@ -74,7 +74,7 @@ def multi_gpu(
         chosen = [
             i.originalname.removeprefix("test_") for i in request.session.items if i.module is request.module
         ]
-        argv, env = child.command(report_dir / "multi_gpu", session.plan, smoke_options.level,
+        argv, env = child.command(report_dir / "multi_gpu", session.plan, smoke_options.level.name,
                                   report_dir / "system.json", [PARTS[c] for c in chosen], smoke_options.seed,
                                   workload_data[0])  # fmt: skip
         session.child = child.MeasureChild(report_dir / "multi_gpu", argv, env)

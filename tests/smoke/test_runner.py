@@ -26,7 +26,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("make_args", "words"),
     [
-        (lambda tmp: ["--level", "medium"], "unknown level 'medium'"),
+        (lambda tmp: ["--level", "medium"], "argument --level: invalid choice: 'medium'"),
         (lambda tmp: ["--baseline", str(tmp / "missing.json")], "cannot read it"),
         (lambda tmp: ["--baseline", str(tmp / "bad.json")], "not valid JSON"),
         (lambda tmp: ["--baseline", str(tmp / "other.json")], "not a smoke-test report.json"),
