@@ -12,7 +12,6 @@ from typing import Any
 from gpu_doctor.model import TITLES
 from smoke_tests import timing
 
-SCHEMA_VERSION = 1
 STATUS_ORDER = ("failed", "error", "invalid", "passed", "skipped")
 NOT_PASSED = {"failed", "error", "invalid"}
 

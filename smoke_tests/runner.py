@@ -42,6 +42,7 @@ from smoke_tests.settings import (
     seed,
     settings,
 )
+from smoke_tests.smoke_report import SmokeReport
 from workloads.atomic import atomic_write, make_writable_folder
 from workloads.errors import NoSpaceError, WorkloadError, is_no_space
 from workloads.locks import lock_folder
@@ -410,44 +411,42 @@ def build_report(
     timeline: tuple[float, float] | None = None,
     run_seed: int | None = None,
     not_written: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+) -> SmokeReport:
     """The report; `timeline`: when the run started and the check process was launched (epoch seconds);
     `run_seed`: the checks' seed (None: the settings'); `not_written`: files of the run a full disk cost."""
     from smoke_tests import framework_ops
 
-    data: dict[str, Any] = {
-        "schema_version": report.SCHEMA_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "level": level.name,
-        "backend": framework_ops.name(),
-        "require_gpu": require_gpu,
-        "gpu": system,
-        "diagnosis": diagnosis,
-        "checks": checks,
-        "devices": report.devices(system, checks),
-        "counts": report.counts(checks),
-        "fingerprint": fingerprint(out, level, require_gpu, seed(run_seed)),
-        "charts": [],
-        "not_written": list(not_written or []),
-    }
+    built = SmokeReport(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        level=level.name,
+        backend=framework_ops.name(),
+        require_gpu=require_gpu,
+        gpu=system,
+        diagnosis=diagnosis,
+        checks=checks,
+        devices=report.devices(system, checks),
+        counts=report.counts(checks),
+        fingerprint=fingerprint(out, level, require_gpu, seed(run_seed)),
+        not_written=list(not_written or []),
+    )
     try:
         chart = report.telemetry_chart(checks, out / "telemetry.png")
     except OSError as err:
         chart = None
-        data["not_written"].append(_lost(err))
+        built.not_written.append(_lost(err))
     if chart:
-        data["charts"].append(chart.name)
+        built.charts.append(chart.name)
     if baseline is not None:
-        data["comparison"] = compare(baseline, data, settings()["report"]["baseline_tolerance"])
-    data["verdict"] = report.verdict(checks, data.get("comparison"))
-    data["duration_s"] = round(time.perf_counter() - started, 1)
-    data["time"] = timing.totals(checks)
+        built.comparison = compare(baseline, built.to_json(), settings()["report"]["baseline_tolerance"])
+    built.verdict = report.verdict(checks, built.comparison)
+    built.duration_s = round(time.perf_counter() - started, 1)
+    built.time = timing.totals(checks)
     if timeline is not None:
-        data["timeline"] = timing.suite_timeline(*timeline, time.time(), checks)
-    return data
+        built.timeline = timing.suite_timeline(*timeline, time.time(), checks)
+    return built
 
 
-def write_report(out: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
+def write_report(out: Path, data: dict[str, Any]) -> list[dict[str, Any]]:  # data: SmokeReport.to_json()
     """report.json (the smaller, first), then report.html, each written whole or not at all (a reader never
     sees half of one); what could not be written (a full disk), as `_lost` entries."""
     lost = []
@@ -608,14 +607,12 @@ def main(argv: list[str] | None = None) -> int:
     incomplete = completion.unfinished(out, checks, code, note)
     if incomplete:
         checks += completion.records(incomplete, interrupted=bool(interrupted))
-    data = build_report(out, level, checks, system, diagnosis, baseline, require_gpu, started,
+    built = build_report(out, level, checks, system, diagnosis, baseline, require_gpu, started,
                         (started_epoch, launched), run_seed, relayed.lost)  # fmt: skip
-    if incomplete:
-        data["incomplete"] = incomplete
-    data["notes"], data["warmup"] = notes, warm
+    built.incomplete, built.notes, built.warmup = incomplete, notes, warm
     if interrupted:
-        data["interrupted"] = interrupted
-        data["verdict"] = "INTERRUPTED"
+        built.interrupted, built.verdict = interrupted, "INTERRUPTED"
+    data = built.to_json()  # what report.json holds, and what report.py renders
     lost = [*data["not_written"], *write_report(out, data)]
     _say(report.summary_text(data, out))
     if lost:
