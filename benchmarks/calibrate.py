@@ -85,7 +85,7 @@ class Dataset:
 def available_datasets(scratch: Path) -> tuple[dict[str, Dataset], dict[str, str]]:
     """The datasets this machine can train on, and why the others are missing."""
     from workloads.data import images as data
-    from workloads.training.backend import keras_home
+    from workloads.data.cache import keras_home
 
     found: dict[str, Dataset] = {"generated": Dataset("generated", note="sklearn make_moons")}
     missing: dict[str, str] = {}

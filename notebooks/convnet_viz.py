@@ -21,21 +21,17 @@
 # from `workloads/harness/thresholds.toml`.
 
 # %% tags=["parameters"]
-import os
-from pathlib import Path
+from workloads import notebook
 
-QUICK = os.environ.get("KW_QUICK", "0") == "1"  # quick: 2,000 images, 6 epochs, 500 test canvases
+QUICK = notebook.quick()  # quick: 2,000 images, 6 epochs, 500 test canvases
 # A folder of MNIST-format IDX files (e.g. /usr/share/datasets/fashion-mnist); None: Keras downloads MNIST.
-DATA = Path(os.environ["KW_DATA"]) if os.environ.get("KW_DATA") else None
-OUT = Path(os.environ.get("KW_NOTEBOOK_OUT", "runs/notebooks")) / "convnet_viz"
+DATA = notebook.data_dir()
+OUT = notebook.out_dir("convnet_viz")
 SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.training.backend import seed_everything, select_backend
-
-print("Keras backend:", select_backend(None))
-seed_everything(SEED)
+notebook.start(SEED)  # the Keras backend (tensorflow or $KERAS_BACKEND), chosen before keras is imported
 
 import numpy as np
 from IPython.display import Image, display
@@ -44,8 +40,6 @@ from workloads.harness import thresholds
 from workloads.harness.run import level
 from workloads.recipes import convnet_viz as viz
 from workloads.recipes import plots
-
-OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## Data: digits on 56x56 canvases, with the box of each digit

@@ -20,29 +20,25 @@
 
 # %% tags=["parameters"]
 import os
-from pathlib import Path
 
-QUICK = os.environ.get("KW_QUICK", "0") == "1"  # quick: a 30,000-image subset and one epoch
+from workloads import notebook
+
+QUICK = notebook.quick()  # quick: a 30,000-image subset and one epoch
 STAGE = int(os.environ.get("KW_MNIST_STAGE", "5"))  # 1-5
 # A folder of MNIST-format IDX files (e.g. /usr/share/datasets/fashion-mnist); None: Keras downloads MNIST.
-DATA = Path(os.environ["KW_DATA"]) if os.environ.get("KW_DATA") else None
-OUT = Path(os.environ.get("KW_NOTEBOOK_OUT", "runs/notebooks")) / "mnist"
+DATA = notebook.data_dir()
+OUT = notebook.out_dir("mnist")
 SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.training.backend import seed_everything, select_backend
-
-print("Keras backend:", select_backend(None))
-seed_everything(SEED)
+notebook.start(SEED)  # the Keras backend (tensorflow or $KERAS_BACKEND), chosen before keras is imported
 
 from IPython.display import Image, display
 
 from workloads.harness import thresholds
 from workloads.harness.run import level
 from workloads.recipes import mnist, plots
-
-OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## Data

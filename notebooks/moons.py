@@ -19,28 +19,22 @@
 # `workloads/harness/thresholds.toml`.
 
 # %% tags=["parameters"]
-import os
-from pathlib import Path
+from workloads import notebook
 
 # KW_QUICK=1 (the notebook tests) picks the quick settings; for moons they are the full recipe.
-QUICK = os.environ.get("KW_QUICK", "0") == "1"
-OUT = Path(os.environ.get("KW_NOTEBOOK_OUT", "runs/notebooks")) / "moons"
+QUICK = notebook.quick()
+OUT = notebook.out_dir("moons")
 SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.training.backend import seed_everything, select_backend
-
-print("Keras backend:", select_backend(None))  # before keras is imported: tensorflow or $KERAS_BACKEND
-seed_everything(SEED)
+notebook.start(SEED)  # the Keras backend (tensorflow or $KERAS_BACKEND), chosen before keras is imported
 
 from IPython.display import Image, display
 
 from workloads.harness import thresholds
 from workloads.harness.run import level
 from workloads.recipes import moons, plots
-
-OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## Data: 1,000 noisy points, 70 % for training

@@ -24,21 +24,17 @@
 # `python -m workloads transfer --base inception_v3 --data DIR`.)
 
 # %% tags=["parameters"]
-import os
-from pathlib import Path
+from workloads import notebook
 
-QUICK = os.environ.get("KW_QUICK", "0") == "1"  # quick: 6,000 pretraining images, 10 draws
+QUICK = notebook.quick()  # quick: 6,000 pretraining images, 10 draws
 # A folder of MNIST-format IDX files; None: Keras' MNIST (cache or download), else the digits fallback.
-DATA = Path(os.environ["KW_DATA"]) if os.environ.get("KW_DATA") else None
-OUT = Path(os.environ.get("KW_NOTEBOOK_OUT", "runs/notebooks")) / "transfer"
+DATA = notebook.data_dir()
+OUT = notebook.out_dir("transfer")
 SEED = 42
 
 # %%
 # ruff: noqa: E402 (the backend is chosen before keras is first imported)
-from workloads.training.backend import seed_everything, select_backend
-
-print("Keras backend:", select_backend(None))
-seed_everything(SEED)
+notebook.start(SEED)  # the Keras backend (tensorflow or $KERAS_BACKEND), chosen before keras is imported
 
 import numpy as np
 from IPython.display import Image, display
@@ -47,8 +43,6 @@ from workloads.data import images as data
 from workloads.harness import thresholds
 from workloads.harness.run import level
 from workloads.recipes import transfer_self as ts
-
-OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
 # ## Data: classes 0-4 to pretrain, a pool of classes 5-9 to draw the few labels from

@@ -152,6 +152,29 @@ def test_xception_grad_cam_on_a_photo(tmp_path, cv):
     assert (tmp_path / name).stat().st_size > 5000
 
 
+def test_class_names_or_a_named_warning(tmp_path, cv, monkeypatch, capsys):
+    """ImageNet's class names come from imagenet_class_index.json (Keras cache or download); without it the
+    label is the class index and a warning names why (here: Keras's own error for a failed download)."""
+    from keras.src.applications import imagenet_utils
+    from keras.src.utils import file_utils
+
+    preds = np.full((1, 1000), 0.5 / 999, dtype="float32")
+    preds[0, 7] = 0.5
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", None)
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    assert cv.class_label(preds, 7) == "class 7"
+    assert "warning: no ImageNet class names (URL fetch failure" in capsys.readouterr().out
+
+    index = tmp_path / "imagenet_class_index.json"
+    index.write_text(json.dumps({str(i): [f"n{i:08d}", f"name{i}"] for i in range(1000)}))
+    monkeypatch.setattr(file_utils, "get_file", lambda *args, **kwargs: str(index))
+    assert cv.class_label(preds, 7) == "name7 (50.0%)" and not capsys.readouterr().out
+
+
 # --- bad input ----------------------------------------------------------------------------------------------
 def test_unknown_layer(tmp_path):
     proc = run_workloads("convnet-viz", "--quick", "--layer", "nope", "--out", str(tmp_path))

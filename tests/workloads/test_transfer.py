@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import run_workloads
 from tests.workloads.test_cli import assert_one_line_error
+from tests.workloads.test_image_folder import pet_folder
 from workloads.errors import InputError
 from workloads.harness import thresholds
 
@@ -22,62 +23,9 @@ def tr():
     return transfer
 
 
-def write_images(folder: Path, count: int, colour: tuple, sizes=((40, 30), (64, 64), (23, 51))) -> None:
-    """Small RGB images of mixed sizes: one colour per class, with noise, so the classes are learnable."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(len(str(folder)))
-    for i in range(count):
-        w, h = sizes[i % len(sizes)]
-        pixels = np.clip(np.array(colour) + rng.normal(0, 20, (h, w, 3)), 0, 255).astype("uint8")
-        Image.fromarray(pixels).save(folder / f"img{i}.{'png' if i % 2 else 'jpg'}")
-
-
 @pytest.fixture
 def folder(tmp_path) -> Path:
-    root = tmp_path / "pets"
-    write_images(root / "cats", 8, (200, 60, 60))
-    write_images(root / "dogs", 8, (60, 60, 200))
-    (root / "cats" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    (root / "dogs" / "notes.txt").write_text("not an image")
-    return root
-
-
-# --- image folders ------------------------------------------------------------------------------------------
-def test_scan_skips_and_counts_bad_files(folder, tr, capsys):
-    scan = tr.scan_image_folder(folder)
-    assert scan.classes == ["cats", "dogs"] and scan.counts == {"cats": 8, "dogs": 8}
-    reasons = sorted(r for _, r in scan.skipped)
-    assert len(reasons) == 2 and reasons[0].startswith("corrupt") and reasons[1].startswith("not an image")
-    assert "skipped 2 file(s)" in capsys.readouterr().out
-
-
-def test_folder_errors(tmp_path, tr):
-    with pytest.raises(InputError, match="no such directory"):
-        tr.scan_image_folder(tmp_path / "nothing")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(InputError, match="at least 2 classes, found 0"):
-        tr.scan_image_folder(tmp_path / "empty")
-    write_images(tmp_path / "one" / "cats", 3, (1, 2, 3))
-    with pytest.raises(InputError, match="at least 2 classes, found 1"):
-        tr.scan_image_folder(tmp_path / "one")
-    write_images(tmp_path / "two" / "cats", 3, (1, 2, 3))
-    (tmp_path / "two" / "dogs").mkdir()
-    (tmp_path / "two" / "dogs" / "x.png").write_bytes(b"garbage")
-    with pytest.raises(InputError, match="'dogs' has no readable images"):
-        tr.scan_image_folder(tmp_path / "two")
-
-
-def test_mixed_sizes_are_resized_and_bad_files_left_out(folder, tr, tmp_path):
-    cfg = tr.InceptionConfig(batch_size=4)
-    train, val, describe = tr.image_datasets(folder, cfg, seed=1, work_dir=tmp_path / "work")
-    images, labels = next(iter(train))
-    assert tuple(images.shape[1:]) == (150, 150, 3) and set(np.asarray(labels)) <= {0, 1}
-    n_train = sum(len(b[1]) for b in train)
-    n_val = sum(len(b[1]) for b in val)
-    assert n_train + n_val == 16  # the corrupt .jpg and the .txt are not in the data
-    assert describe["skipped_count"] == 2 and describe["classes"] == ["cats", "dogs"]
+    return pet_folder(tmp_path / "pets")
 
 
 # --- InceptionV3: the real recipe with a local weights file -------------------------------------------------

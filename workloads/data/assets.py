@@ -32,9 +32,10 @@ from typing import BinaryIO
 
 from gpu_doctor.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from workloads.atomic import new_file_mode, write_json
+from workloads.clock import now
+from workloads.data.cache import keras_home
 from workloads.errors import InputError
 from workloads.locks import lock_folder
-from workloads.training.backend import keras_home
 
 ASSETS_FILE = Path(__file__).with_name("assets.toml")
 MANIFEST = "manifest.json"
@@ -122,8 +123,6 @@ def fetch(
 
 
 def _empty_manifest() -> dict:
-    from workloads.harness.results import now  # jsonschema comes with it: only where a manifest is made
-
     return {"format": FORMAT, "created": now(), "assets": {}}
 
 

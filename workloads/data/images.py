@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workloads.data.cache import keras_home
 from workloads.errors import InputError
-from workloads.training.backend import keras_home
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",

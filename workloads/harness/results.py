@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
 import jsonschema
 
 from workloads.atomic import write_json
+from workloads.clock import now as now  # result.json's timestamps (harness/run.py)
 
 SCHEMA_FILE = Path(__file__).with_name("result.schema.json")
 SCHEMA_VERSION = 1
@@ -35,7 +35,3 @@ def write_result(out_dir: Path, result: dict) -> Path:
     """Validate and write `out_dir/result.json` atomically."""
     validate(result)
     return write_json(Path(out_dir) / "result.json", result)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

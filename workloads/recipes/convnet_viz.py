@@ -407,6 +407,18 @@ def xception_model(weights: str | Path | None = "imagenet") -> keras.Model:
         raise InputError(f"cannot load Xception weights {weights}: {str(exc)[:200]}") from None
 
 
+def class_label(preds: np.ndarray, top: int) -> str:
+    """ImageNet's name of class `top` with its probability; the class index, with a warning that says why,
+    when imagenet_class_index.json is neither in the Keras cache nor downloadable, or unreadable."""
+    try:
+        (_, name, prob), *_ = keras.applications.xception.decode_predictions(preds, top=1)[0]
+    # Keras's get_file raises a bare Exception for a failed download; ValueError, OSError: a bad file
+    except Exception as exc:
+        print(f"warning: no ImageNet class names ({str(exc)[:150]}); the label is the class index")
+        return f"class {top}"
+    return f"{name} ({prob:.1%})"
+
+
 def xception_grad_cam(
     image_path: Path, weights: str | Path | None = "imagenet", layer_name: str | None = None
 ) -> dict:
@@ -418,13 +430,7 @@ def xception_grad_cam(
     preds = np.asarray(keras.ops.convert_to_numpy(model(x, training=False)))
     top = int(np.argmax(preds[0]))
     heat, _ = grad_cam(model, x, layer_name or cfg.xception_cam_layer, np.array([top]))
-    label = f"class {top}"
-    if weights is not None:  # class names need imagenet_class_index.json (Keras cache or download)
-        try:
-            (_, name, prob), *_ = keras.applications.xception.decode_predictions(preds, top=1)[0]
-            label = f"{name} ({prob:.1%})"
-        except Exception:
-            pass
+    label = class_label(preds, top) if weights is not None else f"class {top}"
     return {
         "photo": photo,
         "heatmap": heat[0],
@@ -535,45 +541,44 @@ def visualize(
     }
 
 
-def run(
+def check_layers(model: keras.Model, layer: str | None, cam_layer: str | None) -> None:
+    """Fail on a wrong --layer or --cam-layer name before training, not after."""
+    for name, option in ((layer, "--layer"), (cam_layer, "--cam-layer")):
+        if name is not None:
+            get_layer(model, name, option)
+
+
+def train_canvas_model(
     ctx: RunContext,
     cfg: VizConfig,
-    data_dir: Path | None,
-    model_path: Path | None = None,
-    layer: str | None = None,
-    cam_layer: str | None = None,
-) -> None:
-    """Data, model (trained on canvases, or the saved `model_path`), the three techniques, the pointing game;
-    `layer`/`cam_layer` None: the last Conv2D / the last feature maps."""
-    record = ctx.record
-    record.device = backend.device_description()
-    ctx.phase("data")
-    ds = load_data(data_dir, cfg, ctx.quick, ctx.seed, ctx.allow_download, ctx.negative_control)
-    record.dataset = {**ds.describe(), "canvas": cfg.canvas}
-    epochs = epochs_for(cfg, ctx.quick)
-    record.hyperparameters = {**asdict(cfg), "epochs_run": epochs}
+    ds: data.ImageDataset,
+    epochs: int,
+    layer: str | None,
+    cam_layer: str | None,
+) -> tuple[keras.Model, RunRecorder]:
+    """The canvas convnet trained on digits pasted into larger canvases, saved as `model.keras`."""
+    x, y, _ = make_canvases(ds.x_train, ds.y_train, cfg.canvas, cfg.copies, ctx.seed, cfg.ink_threshold)
+    ctx.record.hyperparameters["regime"] = regime(len(x), epochs, cfg.batch_size)
+    ctx.phase("train")
+    model = build_canvas_model(cfg.canvas, len(ds.classes), cfg.learning_rate)
+    check_layers(model, layer, cam_layer)
+    recorder = train(model, prepare(x), y, cfg, epochs, verbose=ctx.verbose)
+    model.save(ctx.out_dir / "model.keras")
+    return model, recorder
 
-    if model_path:
-        model = load_model(model_path)
-        record.variant = "loaded"
-        size = int(model.inputs[0].shape[1])
-    else:
-        record.variant = "canvas"
-        size = cfg.canvas
-        x, y, _ = make_canvases(ds.x_train, ds.y_train, size, cfg.copies, ctx.seed, cfg.ink_threshold)
-        record.hyperparameters["regime"] = regime(len(x), epochs, cfg.batch_size)
-        ctx.phase("train")
-        model = build_canvas_model(size, len(ds.classes), cfg.learning_rate)
-    for name, option in ((layer, "--layer"), (cam_layer, "--cam-layer")):
-        if name is not None:  # fail on a wrong layer name before training, not after
-            get_layer(model, name, option)
-    if not model_path:
-        recorder = train(model, prepare(x), y, cfg, epochs, verbose=ctx.verbose)
-        record.history = recorder.history
-        record.timings = recorder.timings(ctx.elapsed())
-        model.save(ctx.out_dir / "model.keras")
+
+def evaluate(
+    ctx: RunContext,
+    cfg: VizConfig,
+    ds: data.ImageDataset,
+    model: keras.Model,
+    layer: str | None,
+    cam_layer: str | None,
+) -> None:
+    """The three techniques and the pointing game on held-out images at the model's size (canvases when it is
+    larger than the images); the metrics and the plots go in the record."""
+    size = int(model.inputs[0].shape[1])
     ctx.phase("evaluate")
-    # held-out images at the model's size: canvases when it is larger than the images
     test_x, test_y, boxes = make_canvases(ds.x_test, ds.y_test, size, 1, ctx.seed + 1, cfg.ink_threshold)
     x_test = prepare(test_x)
     preds = np.argmax(model.predict(x_test, verbose=0), axis=-1)
@@ -594,12 +599,41 @@ def run(
         f"{ds.classes[c][:8]} {'hit' if h else 'MISS'}"
         for c, h in zip(test_y[:16], game["hits"][:16], strict=True)
     ]
-    record.plots.append(
+    ctx.record.plots.append(
         plot_grad_cam(test_x[:16], heat[:16], ctx.out_dir / "grad_cam.png", boxes[:16, 4:], titles)
     )
-    record.metrics = metrics
-    # the whole run's time, with the training's figures where it trained
-    record.timings = {**(record.timings or no_timings(0)), "total_s": round(ctx.elapsed(), 3)}
+    ctx.record.metrics = metrics
+
+
+def run(
+    ctx: RunContext,
+    cfg: VizConfig,
+    data_dir: Path | None,
+    model_path: Path | None = None,
+    layer: str | None = None,
+    cam_layer: str | None = None,
+) -> None:
+    """Data, model (trained on canvases, or the saved `model_path`), the three techniques, the pointing game;
+    `layer`/`cam_layer` None: the last Conv2D / the last feature maps."""
+    record = ctx.record
+    record.device = backend.device_description()
+    ctx.phase("data")
+    ds = load_data(data_dir, cfg, ctx.quick, ctx.seed, ctx.allow_download, ctx.negative_control)
+    record.dataset = {**ds.describe(), "canvas": cfg.canvas}
+    epochs = epochs_for(cfg, ctx.quick)
+    record.hyperparameters = {**asdict(cfg), "epochs_run": epochs}
+    if model_path:
+        record.variant, recorder = "loaded", None
+        model = load_model(model_path)
+        check_layers(model, layer, cam_layer)
+    else:
+        record.variant = "canvas"
+        model, recorder = train_canvas_model(ctx, cfg, ds, epochs, layer, cam_layer)
+        record.history = recorder.history
+    try:
+        evaluate(ctx, cfg, ds, model, layer, cam_layer)
+    finally:  # set once, also when a later step fails or is interrupted: the training's figures are kept
+        record.timings = recorder.timings(ctx.elapsed()) if recorder else no_timings(ctx.elapsed())
 
 
 def run_xception(ctx: RunContext, image: Path, weights: str | None, cam_layer: str | None) -> None:

@@ -9,31 +9,26 @@ phase 2 fine-tunes the top Inception block (mixed7) at a 10x smaller learning ra
 workloads/recipes/transfer_self.py: pretrain on classes 0-4, new head on one label per class of 5-9,
 fine-tune, against scratch on the same labels, over several paired draws.
 
-Bad image folders: fewer than two classes or a class without images fail with one line; files that are not
-images (by extension) or that PIL cannot decode are SKIPPED with a warning, and counted in result.json.
-Images of mixed sizes are resized to the model's input size.
+The image folder (`--data`, else cats_and_dogs_filtered) is read by workloads/data/image_folder.py: bad
+folders fail with one line, files that are not images are skipped and counted in result.json, sizes resized.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from workloads.data.image_folder import default_image_folder, image_datasets
 from workloads.errors import InputError
 from workloads.harness.run import RunContext
 from workloads.recipes import plots
 from workloads.recipes.common import check_weights, weights_option, with_overrides
 from workloads.training import backend
 from workloads.training.recorder import RunRecorder
-
-# The extensions keras.utils.image_dataset_from_directory reads.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 
 
 # --- Hyperparameters ----------------------------------------------------------------------------------------
@@ -54,120 +49,6 @@ class InceptionConfig:
     quick_head_epochs: int = 1
     quick_finetune_epochs: int = 1
     validation_split: float = 0.2  # when --data has no train/ and validation/ subfolders
-
-
-# --- Image folders ------------------------------------------------------------------------------------------
-@dataclass
-class FolderScan:
-    root: Path
-    classes: list[str]
-    counts: dict[str, int]
-    skipped: list[tuple[str, str]]  # (path, reason)
-
-
-def scan_image_folder(root: Path) -> FolderScan:
-    """Check a one-subfolder-per-class image folder; skip (and list) non-image and corrupt files."""
-    from PIL import Image, UnidentifiedImageError
-
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"--data {root}: no such directory")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(classes) < 2:
-        raise InputError(
-            f"--data {root}: needs one subfolder per class and at least 2 classes, found {len(classes)}"
-        )
-    counts, skipped = {}, []
-    for name in classes:
-        counts[name] = 0
-        for path in sorted(p for p in (root / name).rglob("*") if p.is_file()):
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append((str(path), "not an image file (extension)"))
-                continue
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-                counts[name] += 1
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-                skipped.append((str(path), f"corrupt image ({type(exc).__name__})"))
-    empty = [c for c, n in counts.items() if n == 0]
-    if empty:
-        raise InputError(f"--data {root}: class folder {empty[0]!r} has no readable images")
-    for path, reason in skipped[:5]:
-        print(f"warning: skipping {path}: {reason}")
-    if skipped:
-        print(f"warning: skipped {len(skipped)} file(s) in {root} (see result.json dataset.skipped)")
-    return FolderScan(root, classes, counts, skipped)
-
-
-def clean_view(scan: FolderScan, where: Path) -> Path:
-    """A folder of symlinks to the good images only, when some were skipped (else the folder itself)."""
-    if not scan.skipped:
-        return scan.root
-    bad = {p for p, _ in scan.skipped}
-    for name in scan.classes:
-        for path in (scan.root / name).rglob("*"):
-            if path.is_file() and str(path) not in bad:
-                link = where / name / path.relative_to(scan.root / name)
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if not link.exists():
-                    os.symlink(path.resolve(), link)
-    return where
-
-
-def image_datasets(data_dir: Path, cfg: InceptionConfig, seed: int, work_dir: Path) -> tuple:
-    """(train, validation, describe-dict): `train/` + `validation/` subfolders, or one folder split 80/20."""
-    data_dir = Path(data_dir)
-    size = (cfg.image_size, cfg.image_size)
-    common = dict(image_size=size, batch_size=cfg.batch_size, label_mode="int", follow_links=True)
-    split = (data_dir / "train").is_dir() and (data_dir / "validation").is_dir()
-    if split:
-        scans = [scan_image_folder(data_dir / "train"), scan_image_folder(data_dir / "validation")]
-        if scans[0].classes != scans[1].classes:
-            raise InputError(f"--data {data_dir}: train/ and validation/ have different class folders")
-        roots = [
-            clean_view(s, work_dir / "clean" / k) for s, k in zip(scans, ("train", "validation"), strict=True)
-        ]
-        kw = dict(common, verbose=False)
-        train = keras.utils.image_dataset_from_directory(roots[0], shuffle=True, seed=seed, **kw)
-        val = keras.utils.image_dataset_from_directory(roots[1], shuffle=False, **kw)
-        train_n, val_n = sum(scans[0].counts.values()), sum(scans[1].counts.values())
-    else:
-        scans = [scan_image_folder(data_dir)]
-        root = clean_view(scans[0], work_dir / "clean" / "all")
-        total = sum(scans[0].counts.values())
-        if total < 4:
-            raise InputError(f"--data {data_dir}: {total} images are too few to split into train/validation")
-        kw = dict(common, validation_split=cfg.validation_split, seed=seed, verbose=False)
-        train = keras.utils.image_dataset_from_directory(root, subset="training", shuffle=True, **kw)
-        val = keras.utils.image_dataset_from_directory(root, subset="validation", shuffle=True, **kw)
-        val_n = int(total * cfg.validation_split)
-        train_n = total - val_n
-    skipped = [f"{p}: {r}" for s in scans for p, r in s.skipped]
-    describe = {
-        "name": data_dir.name,
-        "source": f"folder:{data_dir}",
-        "fallback": False,
-        "train_size": train_n,
-        "test_size": val_n,
-        "classes": scans[0].classes,
-        "skipped_count": len(skipped),
-        "skipped": skipped[:50],
-    }
-    return train, val, describe
-
-
-def default_image_folder() -> Path:
-    """cats_and_dogs_filtered via the Keras cache (`assets install`) or a download."""
-    try:
-        path = keras.utils.get_file("cats_and_dogs_filtered.zip", CATS_AND_DOGS_URL, extract=True)
-    except Exception as exc:
-        raise InputError(
-            f"no --data and cats_and_dogs_filtered is neither cached nor downloadable ({str(exc)[:120]}); "
-            "pass --data DIR or install an assets bundle"
-        ) from None
-    path = Path(path)
-    return path / "cats_and_dogs_filtered" if (path / "cats_and_dogs_filtered").is_dir() else path
 
 
 # --- Models -------------------------------------------------------------------------------------------------
@@ -270,7 +151,14 @@ def run_inception(ctx: RunContext, cfg: InceptionConfig, data_dir: Path | None, 
     record.variant, record.device = "inception_v3", backend.device_description()
     ctx.phase("data")
     folder = Path(data_dir) if data_dir is not None else default_image_folder()
-    train, val, describe = image_datasets(folder, cfg, ctx.seed, ctx.out_dir)
+    train, val, describe = image_datasets(
+        folder,
+        image_size=cfg.image_size,
+        batch_size=cfg.batch_size,
+        validation_split=cfg.validation_split,
+        seed=ctx.seed,
+        work_dir=ctx.out_dir,
+    )
     record.dataset = describe
     head_epochs = cfg.quick_head_epochs if ctx.quick else cfg.head_epochs
     tune_epochs = cfg.quick_finetune_epochs if ctx.quick else cfg.finetune_epochs

@@ -12,11 +12,6 @@ from pathlib import Path
 from gpu_doctor.backends import BACKENDS, active_backend, keep_tensorflow_reasons
 
 
-def keras_home() -> Path:
-    """Keras's cache folder: `$KERAS_HOME`, else `~/.keras` (where datasets/ and models/ live)."""
-    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-
-
 def select_backend(name: str | None) -> str:
     """Set KERAS_BACKEND (and TensorFlow's C++ log level, gpu_doctor.backends) before Keras is imported."""
     from workloads.errors import InputError
