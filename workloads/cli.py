@@ -118,7 +118,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from workloads.data import assets
 
         return assets.main(args)
-    from workloads.harness.run import RunContext, default_out_dir, prepare_out_dir
+    from workloads.harness.run import RunContext, default_out_dir, level, prepare_out_dir
     from workloads.training.backend import seed_everything, select_backend
 
     _check_positive(args)
@@ -140,7 +140,7 @@ def dispatch(args: argparse.Namespace) -> int:
         backend=backend,
         seed=args.seed,
         deterministic=args.deterministic,
-        quick=args.quick,
+        level=level(args.quick),
         verbose=progress_verbosity(),
         negative_control=args.negative_control,
         allow_download=not args.no_download,
@@ -217,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         return errors.os_error_exit(exc)
     except KeyboardInterrupt:  # before a run started (importing the backend) or outside one (assets)
         _tell(f"workloads {getattr(args, 'workload', '')}: interrupted")  # no traceback
+        return exit_codes.EXIT_INTERRUPTED
+    except Exception as exc:  # the same interrupt, wrapped by the C code it landed in
+        if not errors.from_interrupt(exc):
+            raise
+        _tell(f"workloads {getattr(args, 'workload', '')}: interrupted")
         return exit_codes.EXIT_INTERRUPTED
     finally:
         _working = False

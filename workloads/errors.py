@@ -33,6 +33,19 @@ def is_no_space(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def from_interrupt(exc: BaseException) -> bool:
+    """An error that a Ctrl-C (or SIGTERM/SIGHUP) turned into another inside C code: the KeyboardInterrupt our
+    handler raises while numpy or a framework runs comes back wrapped ("SystemError: <built-in function>
+    returned a result with an exception set", the interrupt as its cause)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def os_error_line(exc: OSError) -> str:
     """An OSError on one line, with the file it concerns: 'No space left on device: runs/x/result.json'."""
     what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__

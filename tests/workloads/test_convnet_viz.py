@@ -95,7 +95,7 @@ def test_saved_stage5_model(tmp_path, cv):
     path = tmp_path / "stage5.keras"
     model.save(path)
     ctx = RunContext(
-        workload="convnet-viz", out_dir=tmp_path / "run", backend=keras.backend.backend(), quick=True
+        workload="convnet-viz", out_dir=tmp_path / "run", backend=keras.backend.backend(), level="quick"
     )
     ctx.out_dir.mkdir()
     assert cv.main(ctx, model=str(path)) == 0

@@ -6,11 +6,11 @@ import jsonschema
 import pytest
 
 from workloads.harness import results, thresholds
-from workloads.harness.run import RunContext, RunRecord, build_result
+from workloads.harness.run import RunContext, RunRecord, build_result, level
 
 
 def make_result(tmp_path, metrics: dict, dataset: str = "mnist", quick: bool = False) -> dict:
-    ctx = RunContext(workload="mnist", out_dir=tmp_path, backend="tensorflow", quick=quick)
+    ctx = RunContext(workload="mnist", out_dir=tmp_path, backend="tensorflow", level=level(quick))
     ctx.record = RunRecord(
         variant="stage5",
         metrics=metrics,
@@ -110,3 +110,13 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644, "not 0600 like mkstemp's file: a mounted run dir is shared"
+
+
+def test_the_run_level_is_named_once_and_checked(tmp_path):
+    """The CLI decides the level once; the recipes' `quick` and result.json's `level` are read from it."""
+    quick = RunContext(workload="moons", out_dir=tmp_path, backend="jax", level="quick")
+    assert quick.quick and build_result(quick)["level"] == "quick"
+    full = RunContext(workload="moons", out_dir=tmp_path, backend="jax")
+    assert not full.quick and build_result(full)["level"] == "full"
+    with pytest.raises(ValueError, match="unknown level 'medium'"):
+        RunContext(workload="moons", out_dir=tmp_path, backend="jax", level="medium")

@@ -25,9 +25,13 @@ from workloads.locks import lock_folder
 NO_DATASET = {"name": "none", "source": "none", "fallback": False, "train_size": 0, "test_size": 0}
 
 
+# A run's levels, as thresholds.toml and result.json name them (the CLI's --quick picks the first).
+LEVELS = ("quick", "full")
+
+
 def level(quick: bool) -> str:
     """The run's level as thresholds.toml and result.json name it."""
-    return "quick" if quick else "full"
+    return LEVELS[0] if quick else LEVELS[1]
 
 
 def no_timings(total_s: float) -> dict:
@@ -65,7 +69,7 @@ class RunContext:
     backend: str
     seed: int = 42
     deterministic: bool = False
-    quick: bool = False
+    level: str = "full"  # one of LEVELS, decided once by the CLI (or a resumed run's state) and passed down
     verbose: int = 2
     # Break what the run's check guards (see each workload's `main`): the run must then FAIL its thresholds.
     negative_control: bool = False
@@ -79,9 +83,14 @@ class RunContext:
     phases: dict[str, float] = field(default_factory=dict)
     current_phase: tuple[str, float] | None = None
 
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"unknown level {self.level!r} (one of {', '.join(LEVELS)})")
+
     @property
-    def level(self) -> str:
-        return level(self.quick)
+    def quick(self) -> bool:
+        """The recipes' hyperparameter choice: the quick level's smaller regime."""
+        return self.level == LEVELS[0]
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -215,6 +224,10 @@ def execute(ctx: RunContext, body: Callable[[RunContext], None], summary: bool =
             raise
         full = exc  # the run stops there; what it computed so far is the result
         result = build_result(ctx, "failed", f"out of space, the run stopped: {errors.os_error_line(exc)}")
+    except Exception as exc:  # the interrupt, wrapped by the C code it landed in
+        if not errors.from_interrupt(exc):
+            raise
+        result = build_result(ctx, "interrupted", interrupted_message(ctx.out_dir))
     written = True
     try:
         results.write_result(ctx.out_dir, result)

@@ -47,7 +47,7 @@ import numpy as np
 
 from workloads.data import images as data
 from workloads.errors import InputError
-from workloads.harness.run import RunContext
+from workloads.harness.run import RunContext, level
 from workloads.recipes import plots
 from workloads.recipes.common import prepare_images as prepare
 from workloads.recipes.common import regime, with_overrides
@@ -399,7 +399,7 @@ def main(
     if resume is not None:
         saved = load_state(resume)  # settings only: run_stage loads the model
         cfg = saved_config(saved, resume)
-        ctx.quick, ctx.seed = saved["quick"], saved["seed"]
+        ctx.level, ctx.seed = level(saved["quick"]), saved["seed"]
         saved_data = Path(saved["data"]) if saved["data"] else None
         return execute(ctx, lambda c: run_stage(c, cfg, saved_data, saved["epochs"], resume=resume))
     if ladder:
@@ -424,7 +424,7 @@ def run_ladder(ctx: RunContext, data_dir: Path | None, overrides: dict, epochs: 
             backend=ctx.backend,
             seed=ctx.seed,
             deterministic=ctx.deterministic,
-            quick=ctx.quick,
+            level=ctx.level,
             verbose=ctx.verbose,
         )
         sub.out_dir.mkdir(parents=True, exist_ok=True)
