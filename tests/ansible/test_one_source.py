@@ -1,6 +1,7 @@
 """Role defaults read from the project's one source of a fact, never typed again: uv's version
-(pyproject.toml [tool.keras-workstation]), the recommended driver branch (gpu_doctor/rules.toml) and the
-shortest JupyterLab token (workloads/service/jupyter_auth.py's MIN_TOKEN_LENGTH)."""
+(pyproject.toml [tool.keras-workstation]), the recommended driver branch and what a GPU is on the PCI bus
+(gpu_doctor/rules.toml) and the shortest JupyterLab token (workloads/service/jupyter_auth.py's
+MIN_TOKEN_LENGTH)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.ansible
 DEFAULTS = [
     *(ANSIBLE_DIR / "roles" / role / "defaults" / "main.yml" for role in ("python_env", "nvidia_driver")),
     ANSIBLE_DIR / "roles" / "jupyter" / "vars" / "main.yml",
+    ANSIBLE_DIR / "roles" / "preflight" / "vars" / "main.yml",
 ]
 
 
@@ -39,7 +41,8 @@ def role_defaults(source_dir: Path, distribution: str, tmp_path: Path) -> dict:
                 - ansible.builtin.copy:
                     dest: {tmp_path / "facts.json"}
                     content: "{{{{ dict(uv=python_env_uv_version, branch=nvidia_driver_branch,
-                                   token=jupyter_token_min_length) | to_json }}}}"
+                                   token=jupyter_token_min_length, vendor=preflight_nvidia_vendor,
+                                   display=preflight_display_class_prefix) | to_json }}}}"
                     mode: "0644"
             """
         )
@@ -61,6 +64,11 @@ def test_defaults_are_the_project_facts(tmp_path: Path) -> None:
     assert uv_pin == f'uv-version = "{facts["uv"]}"'
     assert int(facts["branch"]) == rules.recommended_branch()
     assert int(facts["token"]) == jupyter_auth.MIN_TOKEN_LENGTH
+    hardware = rules.rules()["hardware"]
+    assert (facts["vendor"], facts["display"]) == (
+        hardware["nvidia_vendor"],
+        hardware["display_class_prefix"],
+    )
 
 
 def test_defaults_follow_an_edited_source(tmp_path: Path) -> None:
@@ -71,7 +79,12 @@ def test_defaults_follow_an_edited_source(tmp_path: Path) -> None:
     (source / "pyproject.toml").write_text(text.replace('\nuv-version = "', '\nuv-version = "9.9.9-was-'))
     shutil.copy(rules.RULES_FILE, source / "gpu_doctor" / "rules.toml")
     toml = source / "gpu_doctor" / "rules.toml"
-    toml.write_text(toml.read_text().replace("\nrecommended_branch = ", "\nrecommended_branch = 9"))
+    edited = toml.read_text().replace("\nrecommended_branch = ", "\nrecommended_branch = 9")
+    toml.write_text(
+        edited.replace('\nnvidia_vendor = "', '\nnvidia_vendor = "9').replace(
+            '\ndisplay_class_prefix = "', '\ndisplay_class_prefix = "9'
+        )
+    )
     auth = source / "workloads" / "service" / "jupyter_auth.py"
     auth.parent.mkdir(parents=True)
     rule = Path(jupyter_auth.__file__).read_text()
@@ -80,5 +93,10 @@ def test_defaults_follow_an_edited_source(tmp_path: Path) -> None:
     assert facts["uv"].startswith("9.9.9-was-")
     assert facts["branch"] == f"9{rules.recommended_branch()}"
     assert int(facts["token"]) == int(f"9{jupyter_auth.MIN_TOKEN_LENGTH}")
+    hardware = rules.rules()["hardware"]
+    assert (facts["vendor"], facts["display"]) == (
+        f"9{hardware['nvidia_vendor']}",
+        f"9{hardware['display_class_prefix']}",
+    )
     # Debian 12 carries one branch, whatever the recommendation
     assert role_defaults(source, "Debian", tmp_path)["branch"] == "535"

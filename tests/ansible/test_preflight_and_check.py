@@ -4,6 +4,9 @@ changes."""
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import pytest
 
 from gpu_doctor import rules
@@ -156,19 +159,24 @@ def test_preflight_refuses_uid_0_under_any_name(fresh_rootfs: Rootfs, extra: dic
 
 @pytest.fixture
 def fake_files(fresh_rootfs: Rootfs):
-    """Create files in the rootfs for one test (before its manifest is taken), removed afterwards."""
+    """Create files in the rootfs for one test (before its manifest is taken), removed afterwards with the
+    folders made for them (the rootfs is shared by the module's tests)."""
     made: list = []
 
     def make(path: str, content: str, mode: int = 0o644) -> None:
         target = fresh_rootfs.root / path.lstrip("/")
+        missing = [folder for folder in target.parents if not folder.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
         target.chmod(mode)
-        made.append(target)
+        made.append(missing[-1] if missing else target)
 
     yield make
-    for target in made:
-        target.unlink()
+    for target in reversed(made):
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def test_ubuntu_22_04_python_3_10_is_refused_before_any_change(fresh_rootfs: Rootfs, fake_files) -> None:
@@ -199,4 +207,28 @@ def test_wsl2_gpu_gets_cuda_wheels_and_no_linux_driver(fresh_rootfs: Rootfs, fak
     assert "WSL2 uses the Windows driver; never install a Linux driver inside WSL" in result.flat
     gpu_set = ", ".join(rules.extras_for(gpu=True))
     assert f"Python environment: the locked packages with the extras {gpu_set} (the GPU set:" in result.flat
+    assert_unchanged(fresh_rootfs, before)
+
+
+def test_gpus_on_the_pci_bus_by_the_doctors_rule(fresh_rootfs: Rootfs, fake_files) -> None:
+    """Preflight's sysfs loop applies gpu_doctor/rules.toml [hardware]: an NVSwitch (NVIDIA, bridge class) and
+    another vendor's display are not GPUs; an RTX 4090 (10de:2684, display class) is."""
+    hardware = rules.rules()["hardware"]
+    pci = "/sys/bus/pci/devices"
+    staged = {
+        "0000:00:02.0": ("0x8086", "0x030000", "0x3e92"),  # Intel integrated graphics
+        "0000:05:00.0": (hardware["nvidia_vendor"], "0x068000", "0x22a3"),  # NVSwitch
+    }
+    for bdf, (vendor, pci_class, device) in staged.items():
+        for name, value in (("vendor", vendor), ("class", pci_class), ("device", device)):
+            fake_files(f"{pci}/{bdf}/{name}", value + "\n")
+    native = {**OFFLINE, "preflight_gpu_native_code": True}
+    result = fresh_rootfs.play("--tags", "preflight-only", extra=native)
+    assert result.rc == 0 and "GPU: no" in result.flat, result
+    for name, value in (("vendor", hardware["nvidia_vendor"]), ("class", "0x030000"), ("device", "0x2684")):
+        fake_files(f"{pci}/0000:01:00.0/{name}", value + "\n")
+    before = manifest(fresh_rootfs.root)
+    result = fresh_rootfs.play("--tags", "preflight-only", extra=native)
+    assert result.rc == 0 and result.recap["changed"] == 0, result
+    assert re.search(r"GPU: yes: 10de:2684\b(?!,)", result.flat) and "22a3" not in result.flat, result
     assert_unchanged(fresh_rootfs, before)
