@@ -598,11 +598,12 @@ def main(argv: list[str] | None = None) -> int:
         code, note = None, STOP.note(started=False)
     interrupted = STOP.name if code is None and STOP.signum is not None else ""
     checks = max(relayed.records, read_results(out), key=len)  # the pipe's, unless a full disk cut the file
-    if handed is None:  # the check process probed for itself (a full disk): what it saw, if it got that far
-        with contextlib.suppress(OSError, ValueError):
-            system = json.loads(_read_back(out / "system.json"))
-        with contextlib.suppress(OSError, ValueError):
-            diagnosis = json.loads(_read_back(out / "diagnosis.json"))
+    # What the check process judged by: the runner's own diagnosis, handed over, unless the checks probed for
+    # themselves (the runner could not write it: a full disk): then what they saw, if they got that far.
+    with contextlib.suppress(OSError, ValueError):
+        system = json.loads(_read_back(out / SYSTEM_FILE))
+    with contextlib.suppress(OSError, ValueError):
+        diagnosis = json.loads(_read_back(out / DIAGNOSIS_FILE))
     # A run that did not finish (the check process died, was stopped, or left checks unrun) is never a pass.
     incomplete = completion.unfinished(out, checks, code, note)
     if incomplete:

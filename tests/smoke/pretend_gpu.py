@@ -20,6 +20,7 @@ from gpu_doctor import system, telemetry
 from smoke_tests import framework_ops
 from tests.gpu_doctor.staging import H100_NVML, Machine
 from tests.smoke.fake_nvml import FakeNvml
+from tests.smoke.probe_here import pytest_configure  # noqa: F401 (the checks probe the staged machine)
 
 
 def _telemetry_nvml() -> FakeNvml:

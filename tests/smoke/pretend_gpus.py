@@ -21,6 +21,7 @@ from gpu_doctor import system
 from smoke_tests.multi_gpu import devices
 from tests.gpu_doctor.staging import H100_NVML, FakeCuda, Machine
 from tests.smoke.fake_nvml import FakeNvml, bus_id, topology
+from tests.smoke.probe_here import pytest_configure  # noqa: F401 (the checks probe the staged machine)
 
 
 def staged(root: Path, gpus: int, shape: str, sick: str) -> Machine:
